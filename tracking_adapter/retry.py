@@ -1,0 +1,61 @@
+"""The one retry policy: capped exponential backoff with full jitter, honouring Retry-After.
+
+Sinks never sleep or retry; they report how long the server asked them to wait, and the
+caller (the Django dispatcher, a script) asks this policy when to try again.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(int(value)))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are always GMT
+        moment = moment.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (moment - now).total_seconds())
+
+
+@dataclass
+class RetryPolicy:
+    """When to try again after attempt number ``attempt`` (1 for the first failure).
+
+    The delay is drawn uniformly from ``[0, min(max_delay, base_delay * 2**(attempt-1))]``
+    ("full jitter", so a crowd of workers that failed together does not retry together),
+    and is never shorter than what the server asked for with Retry-After (itself capped at
+    ``max_retry_after`` against an absurd header).
+    """
+
+    base_delay: float = 2.0
+    max_delay: float = 600.0
+    max_retry_after: float = 3600.0
+    max_attempts: int = 25
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
+        jittered = self.rng.uniform(0.0, ceiling)
+        if retry_after is None:
+            return jittered
+        return max(min(retry_after, self.max_retry_after), jittered)
+
+    def exhausted(self, attempts: int) -> bool:
+        """True once ``attempts`` failed tries mean the event should be given up (dead)."""
+        return attempts >= self.max_attempts

@@ -1,0 +1,408 @@
+"""The ``user_enriched`` event (ThriveStack's spec) as pydantic models, and its wire forms.
+
+Input is forgiving in the ways real data needs (the spec's own samples spell the event
+``event`` and put ``group_id`` inside ``context``; the current API spells it ``event_name``),
+output is exact: ``to_thrivestack()`` is the ``/track`` item, ``to_segment()`` the Segment
+track message.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+EVENT_NAME = "user_enriched"
+MESSAGE_ID_MAX_LENGTH = 100  # Segment's limit; ThriveStack has none.
+
+# uuid5 namespace for derived message ids; fixed forever so ids stay stable across releases.
+_MESSAGE_ID_NAMESPACE = uuid.UUID("5b0f2a56-1c39-4c3b-9a8e-7d7e6a1f0c21")
+
+# The spec's table, in its order (it happens to be alphabetical).
+PROPERTY_DESCRIPTIONS: dict[str, str] = {
+    "enrichment_active_at": "The timestamp when the enrichment became active.",
+    "enrichment_avatar": "The URL of the user's avatar.",
+    "enrichment_city": "The city where the user is located.",
+    "enrichment_country": "The country where the user is located.",
+    "enrichment_country_code": "The country code of the user's location.",
+    "enrichment_email_provider": "The email provider of the user.",
+    "enrichment_employment_domain": "The domain of the user's employment.",
+    "enrichment_employment_name": "The name of the user's employer.",
+    "enrichment_employment_role": "The role of the user in their employment.",
+    "enrichment_employment_seniority": "The seniority level of the user in their employment.",
+    "enrichment_employment_sub_role": "The sub-role of the user in their employment.",
+    "enrichment_employment_title": "The job title of the user.",
+    "enrichment_facebook_handle": "The Facebook handle of the user.",
+    "enrichment_first_name": "The first name of the user.",
+    "enrichment_full_name": "The full name of the user.",
+    "enrichment_github_handle": "The GitHub handle of the user.",
+    "enrichment_inactive_at": "The timestamp when the enrichment became inactive.",
+    "enrichment_last_name": "The last name of the user.",
+    "enrichment_linkedin_handle": "The LinkedIn handle of the user.",
+    "enrichment_location": "The location of the user.",
+    "enrichment_phone": "The phone numbers of the user.",
+    "enrichment_state": "The state where the user is located.",
+    "enrichment_state_code": "The state code of the user's location.",
+    "enrichment_time_zone": "The time zone of the user's location.",
+    "enrichment_twitter_handle": "The Twitter handle of the user.",
+}
+PROPERTY_NAMES: tuple[str, ...] = tuple(PROPERTY_DESCRIPTIONS)
+TEXT_PROPERTY_NAMES: tuple[str, ...] = tuple(n for n in PROPERTY_NAMES if n != "enrichment_phone")
+_TIMESTAMP_PROPERTY_NAMES = ("enrichment_active_at", "enrichment_inactive_at")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and ``Z``: ``2023-11-02T00:30:08.276Z`` (the spec's form).
+
+    A naive datetime is taken to be UTC.
+    """
+    moment = as_utc(moment)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; naive datetimes are documented to mean UTC."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of a value: sorted keys, no spaces. Used for hashes, never for the wire."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Lone surrogates (from broken decoders) cannot be sent as JSON in UTF-8.
+        raise ValueError(
+            f"contains a character that is not valid Unicode at position {exc.start}"
+        ) from None
+    return value
+
+
+def check_json_compatible(value: Any, path: str) -> None:
+    """Raise ValueError naming the path if ``value`` cannot be sent as JSON as it is."""
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: {value} is not a finite number and cannot be sent as JSON")
+        return
+    if isinstance(value, str):
+        try:
+            _check_text(value)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json_compatible(item, f"{path}[{index}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path}: key {key!r} is not a string")
+            check_json_compatible(item, f"{path}.{key}")
+        return
+    raise ValueError(f"{path}: a {_type_name(value)} cannot be sent as JSON")
+
+
+class EnrichmentProperties(BaseModel):
+    """The 25 ``enrichment_*`` properties of ``user_enriched``, plus any extra properties.
+
+    Text properties default to ``""`` and ``enrichment_phone`` to ``[]``; ``None`` from a
+    source becomes the default. ``enrichment_active_at``/``enrichment_inactive_at`` also take
+    a datetime, written in the spec's timestamp form. A single phone string becomes a
+    one-item list. Anything else of the wrong type is an error naming the property.
+    Extra properties are kept as given, and must be JSON-compatible.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    enrichment_active_at: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_active_at"])
+    enrichment_avatar: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_avatar"])
+    enrichment_city: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_city"])
+    enrichment_country: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_country"])
+    enrichment_country_code: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_country_code"]
+    )
+    enrichment_email_provider: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_email_provider"]
+    )
+    enrichment_employment_domain: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_domain"]
+    )
+    enrichment_employment_name: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_name"]
+    )
+    enrichment_employment_role: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_role"]
+    )
+    enrichment_employment_seniority: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_seniority"]
+    )
+    enrichment_employment_sub_role: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_sub_role"]
+    )
+    enrichment_employment_title: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_title"]
+    )
+    enrichment_facebook_handle: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_facebook_handle"]
+    )
+    enrichment_first_name: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_first_name"]
+    )
+    enrichment_full_name: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_full_name"])
+    enrichment_github_handle: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_github_handle"]
+    )
+    enrichment_inactive_at: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_inactive_at"]
+    )
+    enrichment_last_name: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_last_name"])
+    enrichment_linkedin_handle: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_linkedin_handle"]
+    )
+    enrichment_location: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_location"])
+    enrichment_phone: list[str] = Field(
+        default_factory=list, description=PROPERTY_DESCRIPTIONS["enrichment_phone"]
+    )
+    enrichment_state: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_state"])
+    enrichment_state_code: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_state_code"]
+    )
+    enrichment_time_zone: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_time_zone"])
+    enrichment_twitter_handle: str = Field(
+        "", description=PROPERTY_DESCRIPTIONS["enrichment_twitter_handle"]
+    )
+
+    @field_validator(*TEXT_PROPERTY_NAMES, mode="before")
+    @classmethod
+    def _text_or_default(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return _check_text(value)
+        if isinstance(value, datetime) and info.field_name in _TIMESTAMP_PROPERTY_NAMES:
+            return format_timestamp(value)
+        raise ValueError(f"expected a string or null, got {_type_name(value)} {value!r:.80}")
+
+    @field_validator("enrichment_phone", mode="before")
+    @classmethod
+    def _phone_list(cls, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [_check_text(value)] if value.strip() else []
+        if not isinstance(value, list | tuple):
+            raise ValueError(
+                f"expected a list of phone numbers, a single string or null, got {_type_name(value)}"
+            )
+        phones = []
+        for index, item in enumerate(value):
+            if item is None:
+                continue
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"item {index} must be a phone number string, got {_type_name(item)} {item!r:.80}"
+                )
+            if item.strip():
+                phones.append(_check_text(item))
+        return phones
+
+    @model_validator(mode="after")
+    def _extras_are_json(self) -> EnrichmentProperties:
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            check_json_compatible(value, name)
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The properties object as sent: the 25 in the spec's order, then extras as given."""
+        wire: dict[str, Any] = {name: getattr(self, name) for name in PROPERTY_NAMES}
+        wire["enrichment_phone"] = list(self.enrichment_phone)
+        wire.update(copy.deepcopy(self.__pydantic_extra__ or {}))
+        return wire
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The extra (non-``enrichment_*``-spec) properties."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+def _identifier(value: Any, field: str) -> str:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a string id, got bool {value!r}")
+    if isinstance(value, int | uuid.UUID):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string id, got {_type_name(value)} {value!r:.80}")
+    if not value.strip():
+        raise ValueError(f"{field} must not be empty")
+    return _check_text(value)
+
+
+class UserEnrichedEvent(BaseModel):
+    """One ``user_enriched`` event.
+
+    ``timestamp`` is stored in UTC to the millisecond (the wire's precision, so an event
+    survives a round trip through its wire form unchanged); a naive datetime is taken to be
+    UTC. ``message_id`` defaults to an id derived from the user id, group id, properties and
+    timestamp, so the same enrichment always gets the same id and a resend is deduplicated
+    by Segment-compatible collectors.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    user_id: str = Field(description="The unique identifier of the user.")
+    group_id: str = Field(description="The unique identifier of the user's account.")
+    properties: EnrichmentProperties = Field(default_factory=EnrichmentProperties)
+    timestamp: datetime = Field(
+        default_factory=lambda: datetime.now(UTC),
+        description="When the enrichment happened (ISO-8601; naive means UTC).",
+    )
+    context: dict[str, Any] = Field(default_factory=dict)
+    message_id: str = Field("", max_length=MESSAGE_ID_MAX_LENGTH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_wire_forms(cls, data: Any) -> Any:
+        """Accept the spec's samples, the /track item and the Segment track message."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        names = {data.pop(key) for key in ("event", "event_name") if key in data}
+        if data.get("type") == "track":
+            data.pop("type")
+        for name in names:
+            if name != EVENT_NAME:
+                raise ValueError(f"event is {name!r}; this model only accepts {EVENT_NAME!r}")
+        for segment_key, key in (("userId", "user_id"), ("messageId", "message_id")):
+            if segment_key in data and key not in data:
+                data[key] = data.pop(segment_key)
+        context = data.get("context")
+        if isinstance(context, Mapping):
+            context = dict(context)
+            for key in ("group_id", "groupId"):
+                if key not in context:
+                    continue
+                nested = context.pop(key)
+                top = data.setdefault("group_id", nested)
+                if top != nested:
+                    raise ValueError(
+                        f"group_id is given twice with different values: {top!r} at the top "
+                        f"and {nested!r} in context.{key}"
+                    )
+            data["context"] = context
+        return data
+
+    @field_validator("user_id", "group_id", mode="before")
+    @classmethod
+    def _ids(cls, value: Any, info: ValidationInfo) -> str:
+        return _identifier(value, info.field_name or "id")
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _properties(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        return value
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _timestamp(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value
+        if isinstance(value, date):
+            return datetime.combine(value, time(), tzinfo=UTC)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(
+                    f"{value!r:.80} is not an ISO-8601 date-time (like 2023-11-02T00:30:08.276Z)"
+                ) from None
+        raise ValueError(
+            f"expected an ISO-8601 string or a datetime, got {_type_name(value)} {value!r:.80}"
+        )
+
+    @field_validator("timestamp", mode="after")
+    @classmethod
+    def _timestamp_utc_ms(cls, value: datetime) -> datetime:
+        value = as_utc(value)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+    @field_validator("context", mode="after")
+    @classmethod
+    def _context_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_compatible(value, "context")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_message_id(self) -> UserEnrichedEvent:
+        if not self.message_id:
+            self.message_id = self.derive_message_id()
+        return self
+
+    def content_hash(self) -> str:
+        """SHA-256 of what the enrichment says (group and properties), not of when it was sent.
+
+        Two events with the same content hash for the same user carry the same information;
+        the Django app's ledger uses this to send each change once.
+        """
+        content = {"group_id": self.group_id, "properties": self.properties.to_wire()}
+        return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+    def derive_message_id(self) -> str:
+        """The stable default id: same user, content and time give the same id."""
+        key = canonical_json(
+            {
+                "user_id": self.user_id,
+                "content": self.content_hash(),
+                "timestamp": format_timestamp(self.timestamp),
+            }
+        )
+        return str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, key))
+
+    def to_thrivestack(self) -> dict[str, Any]:
+        """The ThriveStack ``/track`` item (the request body is an array of these)."""
+        return {
+            "user_id": self.user_id,
+            "event_name": EVENT_NAME,
+            "properties": self.properties.to_wire(),
+            "context": {"group_id": self.group_id, **copy.deepcopy(self.context)},
+            "timestamp": format_timestamp(self.timestamp),
+        }
+
+    def to_segment(self) -> dict[str, Any]:
+        """The Segment track message; ``groupId`` goes in ``context`` as Segment documents."""
+        return {
+            "type": "track",
+            "userId": self.user_id,
+            "event": EVENT_NAME,
+            "properties": self.properties.to_wire(),
+            "context": {**copy.deepcopy(self.context), "groupId": self.group_id},
+            "timestamp": format_timestamp(self.timestamp),
+            "messageId": self.message_id,
+        }
