@@ -41,15 +41,20 @@ def _validate(args: argparse.Namespace) -> int:
     for index, item in enumerate(items):
         where = f"[{index}]" if prefix_items else ""
         if not isinstance(item, dict):
-            print(f"{args.file}{where}: expected a JSON object, got {type(item).__name__}")
+            print(
+                f"{args.file}: {where or '(event)'}: expected a JSON object, got {type(item).__name__}"
+            )
             errors += 1
             continue
         try:
             UserEnrichedEvent.model_validate(item)
         except ValidationError as exc:
             for path, message in describe_validation_error(exc):
-                separator = "." if where and path != "(event)" else ""
-                print(f"{args.file}: {where}{separator}{path}: {message}")
+                if path == "(event)":
+                    path = ""
+                separator = "." if where and path else ""
+                location = f"{where}{separator}{path}" or "(event)"
+                print(f"{args.file}: {location}: {message}")
                 errors += 1
     if errors:
         print(f"{errors} error(s) in {len(items)} event(s)")

@@ -6,6 +6,7 @@ Works on any object or dict: Django model instances, dataclasses, provider JSON 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,9 @@ Extractor = Callable[[Any], Any]
 """A callable escape hatch: takes the source object, returns the value."""
 
 PathOrCallable = str | Extractor
+
+
+_INDEX = re.compile(r"-?[0-9]+")
 
 
 def resolve_path(obj: Any, path: str) -> Any:
@@ -47,7 +51,7 @@ def resolve_path(obj: Any, path: str) -> Any:
         if isinstance(current, Mapping):
             current = current.get(part)
         elif isinstance(current, Sequence) and not isinstance(current, str | bytes):
-            if not part.lstrip("-").isdigit():
+            if not _INDEX.fullmatch(part):
                 raise MappingError(
                     f"attribute path {path!r}: {'.'.join(walked[:-1]) or 'the object'} is a "
                     f"list, so {part!r} must be an index"

@@ -56,7 +56,8 @@ class LoopbackReceiver:
 
     ``reject`` is called with each received item; a string it returns makes the whole
     request a 400 carrying that message, as a real API refuses a batch holding one bad
-    event. ``keep`` False stores counts only (for benchmarks of millions of events).
+    event. ``keep`` False stores counts only (for benchmarks of millions of events);
+    ``latency`` delays every answer.
     """
 
     def __init__(
@@ -68,11 +69,13 @@ class LoopbackReceiver:
         port: int = 0,
         reject: Callable[[dict[str, Any]], str | None] | None = None,
         keep: bool = True,
+        latency: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.write_key = write_key
         self.reject = reject
         self.keep = keep
+        self.latency = latency  # seconds added to every answer, like a distant server
         self.requests: list[ReceivedRequest] = []
         self.items: list[dict[str, Any]] = []
         self.item_count = 0
@@ -101,7 +104,10 @@ class LoopbackReceiver:
 
     def start(self) -> LoopbackReceiver:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="loopback-receiver", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() returns quickly
+            name="loopback-receiver",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -277,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
+        if receiver.latency:
+            time.sleep(receiver.latency)
         scripted = receiver._next_script()
         if scripted is not None and scripted.delay:
             time.sleep(scripted.delay)

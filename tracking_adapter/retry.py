@@ -50,7 +50,8 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
+        # The exponent is bounded so a huge attempt count caps instead of overflowing a float.
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(max(0, attempt - 1), 60))
         jittered = self.rng.uniform(0.0, ceiling)
         if retry_after is None:
             return jittered

@@ -70,15 +70,24 @@ def format_timestamp(moment: datetime) -> str:
 
     A naive datetime is taken to be UTC.
     """
-    moment = as_utc(moment)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = as_utc(moment)
+    # strftime's %Y does not zero-pad years before 1000 on every platform; format by hand.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
 
 
 def as_utc(moment: datetime) -> datetime:
     """The same instant in UTC; naive datetimes are documented to mean UTC."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{moment.isoformat()} is outside the range of representable times"
+        ) from None
 
 
 def canonical_json(value: Any) -> str:
@@ -119,10 +128,14 @@ def check_json_compatible(value: Any, path: str) -> None:
         for index, item in enumerate(value):
             check_json_compatible(item, f"{path}[{index}]")
         return
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"{path}: key {key!r} is not a string")
+            try:
+                _check_text(key)
+            except ValueError as exc:
+                raise ValueError(f"{path}: key {key!r}: {exc}") from None
             check_json_compatible(item, f"{path}.{key}")
         return
     raise ValueError(f"{path}: a {_type_name(value)} cannot be sent as JSON")
@@ -232,6 +245,12 @@ class EnrichmentProperties(BaseModel):
                 phones.append(_check_text(item))
         return phones
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in type(self).model_fields and not name.startswith("_"):
+            # Validate an extra before it lands in __pydantic_extra__, not after.
+            type(self).model_validate({name: value})
+        super().__setattr__(name, value)
+
     @model_validator(mode="after")
     def _extras_are_json(self) -> EnrichmentProperties:
         for name, value in (self.__pydantic_extra__ or {}).items():
@@ -252,6 +271,8 @@ class EnrichmentProperties(BaseModel):
 
 
 def _identifier(value: Any, field: str) -> str:
+    if value is None:
+        raise ValueError("missing: the mapped value is None")
     if isinstance(value, bool):
         raise ValueError(f"expected a string id, got bool {value!r}")
     if isinstance(value, int | uuid.UUID):
@@ -280,6 +301,7 @@ class UserEnrichedEvent(BaseModel):
     properties: EnrichmentProperties = Field(default_factory=EnrichmentProperties)
     timestamp: datetime = Field(
         default_factory=lambda: datetime.now(UTC),
+        validate_default=True,
         description="When the enrichment happened (ISO-8601; naive means UTC).",
     )
     context: dict[str, Any] = Field(default_factory=dict)
@@ -292,12 +314,11 @@ class UserEnrichedEvent(BaseModel):
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
-        names = {data.pop(key) for key in ("event", "event_name") if key in data}
+        for key in ("event", "event_name"):
+            if key in data and (name := data.pop(key)) != EVENT_NAME:
+                raise ValueError(f"{key} is {name!r:.80}, but it must be {EVENT_NAME!r}")
         if data.get("type") == "track":
             data.pop("type")
-        for name in names:
-            if name != EVENT_NAME:
-                raise ValueError(f"event is {name!r}; this model only accepts {EVENT_NAME!r}")
         for segment_key, key in (("userId", "user_id"), ("messageId", "message_id")):
             if segment_key in data and key not in data:
                 data[key] = data.pop(segment_key)
@@ -357,7 +378,9 @@ class UserEnrichedEvent(BaseModel):
     @classmethod
     def _context_json(cls, value: dict[str, Any]) -> dict[str, Any]:
         check_json_compatible(value, "context")
-        return value
+        return copy.deepcopy(
+            value
+        )  # the event owns its context; later edits to the input don't leak in
 
     @model_validator(mode="after")
     def _derive_message_id(self) -> UserEnrichedEvent:

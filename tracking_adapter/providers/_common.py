@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tracking_adapter.errors import EventValidationError
+from tracking_adapter.errors import EventValidationError, MappingError
 from tracking_adapter.mapping import resolve_path
 from tracking_adapter.schema import EnrichmentProperties
 
@@ -27,10 +27,19 @@ def unwrap(payload: Any, provider: str, *envelopes: str) -> Mapping[str, Any]:
     return payload
 
 
+def dig(payload: Mapping[str, Any], path: str) -> Any:
+    """``resolve_path`` for provider JSON: a wrong shape is bad data, not a typo in a map."""
+    try:
+        return resolve_path(payload, path)
+    except MappingError as exc:
+        parent = path.rsplit(".", 1)[0]
+        raise EventValidationError([(parent, f"has an unexpected shape ({exc})")]) from None
+
+
 def text(payload: Mapping[str, Any], *paths: str) -> Any:
     """The first non-empty value among ``paths``; non-strings are returned for the schema to judge."""
     for path in paths:
-        value = resolve_path(payload, path)
+        value = dig(payload, path)
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
         return value.strip() if isinstance(value, str) else value
@@ -39,7 +48,7 @@ def text(payload: Mapping[str, Any], *paths: str) -> Any:
 
 def first_item(payload: Mapping[str, Any], path: str) -> Any:
     """The first element of a list-valued field (``departments[0]``), or the value itself."""
-    value = resolve_path(payload, path)
+    value = dig(payload, path)
     if isinstance(value, list):
         return next((item for item in value if item not in (None, "")), None)
     return value

@@ -8,6 +8,7 @@ Choose one by alias or by the dotted path of your own ``Sink`` subclass::
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -39,17 +40,17 @@ def sink_class(spec: str | type[Sink], *, setting: str = "SINK") -> type[Sink]:
         )
     path = SINK_ALIASES.get(spec, spec)
     module_name, _, attribute = path.rpartition(".")
-    if not module_name:
+    if not module_name or module_name.startswith("."):
         raise ConfigurationError(
             f"{setting}: unknown sink {spec!r}; choose one of {choices} "
             "or give a dotted path like 'myapp.sinks.MySink'"
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # ImportError, or an error raised while importing the module
         raise ConfigurationError(
-            f"{setting}: cannot import module {module_name!r} for sink {spec!r} ({exc}); "
-            f"choose one of {choices} or fix the dotted path"
+            f"{setting}: cannot import module {module_name!r} for sink {spec!r} "
+            f"({type(exc).__name__}: {exc}); choose one of {choices} or fix the dotted path"
         ) from None
     found = getattr(module, attribute, None)
     if not (inspect.isclass(found) and issubclass(found, Sink)):
@@ -70,6 +71,16 @@ def create_sink(
     """Instantiate a sink; a wrong or missing option is an error naming the setting."""
     cls = sink_class(spec, setting=setting)
     options = dict(options or {})
+    parameters = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = [name for name in options if name not in parameters]
+    if unknown and not takes_any:
+        close = difflib.get_close_matches(unknown[0], list(parameters), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigurationError(
+            f"{options_setting} for {cls.__name__}: unknown option {unknown[0]!r}{hint}; "
+            f"it takes {', '.join(parameters) or 'no options'}"
+        )
     try:
         inspect.signature(cls).bind(**options)
     except TypeError as exc:

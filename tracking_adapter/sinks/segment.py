@@ -59,7 +59,8 @@ class SegmentSink(HttpBatchSink[dict[str, Any]]):
             max_events=max_events,
             max_request_bytes=max_request_bytes,
             max_event_bytes=max_event_bytes,
-            envelope_bytes=_ENVELOPE_BYTES + len(write_key.encode("utf-8")),
+            # The client writes the key into the body with json.dumps (ASCII escapes).
+            envelope_bytes=_ENVELOPE_BYTES + len(json.dumps(write_key)),
             separator_bytes=2,  # the client encodes with json.dumps defaults: ", "
             config_retry_delay=config_retry_delay,
         )
