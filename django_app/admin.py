@@ -1,0 +1,111 @@
+"""Admin: the state of delivery at a glance, read-only, with retry and requeue actions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from django_app.models import LedgerEntry, OutboxEvent, Status
+from django_app.runtime import secrets
+from tracking_adapter.security import redact
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "message_id",
+        "user_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sink",
+        "short_error",
+        "created_at",
+    )
+    list_filter = ("status", "sink")
+    search_fields = ("=user_id", "=message_id", "=group_id")
+    date_hierarchy = "created_at"
+    actions = ("retry_now", "requeue_dead")
+    show_full_result_count = False  # counting millions of delivered rows is slow
+    fields = (
+        "message_id",
+        "user_id",
+        "group_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "lease_expires_at",
+        "sink",
+        "error",
+        "pretty_payload",
+        "content_hash",
+        "created_at",
+        "delivered_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, obj: OutboxEvent) -> str:
+        text = redact(obj.last_error, secrets())
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.display(description="last error")
+    def error(self, obj: OutboxEvent) -> str:
+        return redact(obj.last_error, secrets()) or "-"
+
+    @admin.display(description="payload")
+    def pretty_payload(self, obj: OutboxEvent) -> str:
+        text = redact(json.dumps(obj.payload, indent=2, ensure_ascii=False), secrets())
+        return format_html("<pre>{}</pre>", text)
+
+    @admin.action(description="Retry now (pending events become due immediately)")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = queryset.filter(status=Status.PENDING).update(
+            next_attempt_at=timezone.now(), lease_expires_at=None
+        )
+        self.message_user(request, f"{count} pending event(s) are due now.", messages.SUCCESS)
+
+    @admin.action(description="Requeue dead events (back to pending, attempts reset)")
+    def requeue_dead(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = (
+            queryset.filter(status=Status.DEAD)
+            .exclude(message_id__startswith="invalid-")
+            .update(
+                status=Status.PENDING,
+                attempts=0,
+                next_attempt_at=timezone.now(),
+                lease_expires_at=None,
+            )
+        )
+        skipped = queryset.filter(status=Status.DEAD, message_id__startswith="invalid-").count()
+        note = (
+            f" {skipped} invalid-data record(s) were left dead: fix the profile and save it again."
+            if skipped
+            else ""
+        )
+        self.message_user(request, f"{count} dead event(s) requeued.{note}", messages.SUCCESS)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("user_id", "message_id", "recorded_at")
+    search_fields = ("=user_id",)
+    readonly_fields = ("user_id", "content_hash", "message_id", "recorded_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,107 @@
+"""Record enrichment from code: what the signal, the automatic source and backfills call.
+
+``track_enrichment(instance)`` is also the way to record events for changes that bypass
+``save()`` (``QuerySet.update()``, ``bulk_update()``, raw SQL): call it for each changed
+instance afterwards; unchanged content is skipped by the ledger as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from django_app.recording import Recorded, safe_record
+from django_app.runtime import get_source
+from django_app.source import aware
+from tracking_adapter import (
+    ConfigurationError,
+    EventMapping,
+    EventValidationError,
+    UserEnrichedEvent,
+)
+from tracking_adapter.mapping import extract
+from tracking_adapter.providers import get_preset
+
+
+def build_event(
+    instance: Any = None,
+    *,
+    properties: Mapping[str, Any] | None = None,
+    provider: str | None = None,
+    payload: Any = None,
+    user_id: Any = None,
+    group_id: Any = None,
+    timestamp: datetime | None = None,
+) -> UserEnrichedEvent:
+    """The event for ``instance`` and/or explicit values; raises EventValidationError."""
+    source = get_source()
+    mapping: EventMapping | None = source.mapping if source is not None else None
+    if provider is not None:
+        properties = get_preset(provider, setting="provider")(payload).to_wire()
+    if properties is None:
+        if mapping is None or instance is None:
+            raise ConfigurationError(
+                "user_enriched needs properties=, provider= and payload=, or an instance of "
+                "the model configured in TRACKING_ADAPTER['SOURCE']"
+            )
+        properties = mapping.properties_of(instance).to_wire()
+    data: dict[str, Any] = {
+        "user_id": user_id,
+        "group_id": group_id,
+        "properties": properties,
+        "context": dict(mapping.context) if mapping else {},
+    }
+    if mapping is not None and instance is not None:
+        if user_id is None:
+            data["user_id"] = extract(instance, mapping.user_id)
+        if group_id is None:
+            data["group_id"] = extract(instance, mapping.group_id)
+        if timestamp is None and mapping.timestamp is not None:
+            timestamp = extract(instance, mapping.timestamp)
+    if timestamp is not None:
+        data["timestamp"] = aware(timestamp)
+    return _validate(data)
+
+
+def _validate(data: dict[str, Any]) -> UserEnrichedEvent:
+    try:
+        return UserEnrichedEvent.model_validate(data)
+    except ValidationError as exc:
+        raise EventValidationError.from_pydantic(exc) from None
+
+
+def track_enrichment(
+    instance: Any = None, *, force: bool = False, skip_empty: bool = False, **values: Any
+) -> Recorded | None:
+    """Record the event for ``instance`` (and/or explicit values); never raises.
+
+    Returns what was recorded, or None when it was skipped (unchanged content, invalid data
+    kept as a dead row, or an error that was logged).
+    """
+
+    def user_id() -> Any:
+        source = get_source()
+        if values.get("user_id") is not None or source is None or instance is None:
+            return values.get("user_id")
+        return extract(instance, source.mapping.user_id)
+
+    label = type(instance).__name__ if instance is not None else "user_enriched signal"
+    return safe_record(
+        lambda: build_event(instance, **values),
+        user_id=user_id,
+        source=label,
+        force=force,
+        skip_empty=skip_empty,
+    )
+
+
+def track_many(instances: Iterable[Any], *, force: bool = False) -> int:
+    """``track_enrichment`` for each instance; returns how many events were recorded."""
+    recorded = 0
+    for instance in instances:
+        result = track_enrichment(instance, force=force)
+        recorded += bool(result and result.created)
+    return recorded

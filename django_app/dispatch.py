@@ -1,0 +1,265 @@
+"""Delivery from the outbox: claim due rows with a lease, send outside any transaction, settle.
+
+Claiming: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` so any number of workers take
+disjoint batches without waiting on each other; elsewhere (SQLite) one ``UPDATE`` statement
+with a subquery, which the database runs as a single writer. A claimed row's
+``next_attempt_at`` moves to the end of its lease, so if the worker dies the row simply
+becomes due again. Results are written back only where the claim token still matches, so a
+worker that outlived its lease cannot overwrite the row's new owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import F
+from django.utils import timezone
+from pydantic import ValidationError
+
+from django_app.conf import SETTING_NAME, app_settings
+from django_app.models import OutboxEvent, Status
+from django_app.runtime import get_inline_sink, get_retry_policy, get_sink, secrets
+from tracking_adapter import UserEnrichedEvent
+from tracking_adapter.security import redact
+from tracking_adapter.sinks import Outcome, Sink
+from tracking_adapter.sinks.base import Status as OutcomeStatus
+
+logger = logging.getLogger("django_app.dispatch")
+
+_FIELDS = ("id", "message_id", "user_id", "payload", "attempts", "claim_token")
+
+
+@dataclass
+class DrainStats:
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    batches: int = 0
+
+    def add(self, other: DrainStats) -> None:
+        self.claimed += other.claimed
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        self.batches += other.batches
+
+
+def claim(
+    batch_size: int, *, ids: Sequence[int] | None = None, using: str | None = None
+) -> list[OutboxEvent]:
+    """Lease up to ``batch_size`` due pending rows (only among ``ids`` if given)."""
+    using = using or router.db_for_write(OutboxEvent)
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
+    token = uuid.uuid4().hex
+    manager = OutboxEvent.objects.using(using)
+    due = manager.filter(status=Status.PENDING, next_attempt_at__lte=now)
+    if ids is not None:
+        due = due.filter(pk__in=list(ids))
+    due = due.order_by("next_attempt_at", "id")
+    lease = {"claim_token": token, "next_attempt_at": lease_until, "lease_expires_at": lease_until}
+    if connections[using].features.has_select_for_update_skip_locked:
+        with transaction.atomic(using=using):
+            picked = list(
+                due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size]
+            )
+            if not picked:
+                return []
+            manager.filter(pk__in=picked).update(**lease)
+        rows = manager.filter(pk__in=picked, claim_token=token)
+    else:
+        count = manager.filter(pk__in=due.values("pk")[:batch_size]).update(**lease)
+        if not count:
+            return []
+        # next_attempt_at == lease_until finds the claimed rows through the due index.
+        rows = manager.filter(status=Status.PENDING, next_attempt_at=lease_until, claim_token=token)
+    return list(rows.only(*_FIELDS).order_by("id"))
+
+
+def send_claimed(rows: Sequence[OutboxEvent], sink: Sink) -> list[Outcome]:
+    """Send the claimed rows through ``sink``; never raises."""
+    outcomes: list[Outcome | None] = [None] * len(rows)
+    events: list[UserEnrichedEvent] = []
+    positions: list[int] = []
+    for position, row in enumerate(rows):
+        try:
+            events.append(UserEnrichedEvent.model_validate(row.payload))
+            positions.append(position)
+        except ValidationError as exc:
+            outcomes[position] = Outcome.rejected(f"stored payload is not a valid event: {exc}")
+    if events:
+        try:
+            result = sink.send(events)
+            sent = result.outcomes
+            if len(sent) != len(events):
+                raise RuntimeError(f"sink returned {len(sent)} outcomes for {len(events)} events")
+        except Exception as exc:
+            logger.exception("%s raised while sending; the events will be retried", sink.describe())
+            sent = [Outcome.retry(f"{sink.describe()} raised {type(exc).__name__}: {exc}")] * len(
+                events
+            )
+        for position, outcome in zip(positions, sent, strict=True):
+            outcomes[position] = outcome
+    return [outcome or Outcome.retry("no outcome") for outcome in outcomes]
+
+
+def settle(
+    rows: Sequence[OutboxEvent],
+    outcomes: Sequence[Outcome],
+    sink: Sink,
+    *,
+    using: str | None = None,
+) -> DrainStats:
+    """Write each row's outcome: delivered, rescheduled by the retry policy, or dead."""
+    using = using or router.db_for_write(OutboxEvent)
+    manager = OutboxEvent.objects.using(using)
+    stats = DrainStats(claimed=len(rows), batches=1)
+    now = timezone.now()
+    sink_name = sink.describe()[:200]
+    policy = get_retry_policy()
+    hidden = secrets()
+    delivered = [
+        row.pk for row, o in zip(rows, outcomes, strict=True) if o.status is OutcomeStatus.DELIVERED
+    ]
+    config_errors: list[str] = []
+    with transaction.atomic(using=using):
+        if delivered:
+            token = rows[0].claim_token
+            stats.delivered = manager.filter(pk__in=delivered, claim_token=token).update(
+                status=Status.DELIVERED,
+                delivered_at=now,
+                attempts=F("attempts") + 1,
+                lease_expires_at=None,
+                last_error="",
+                sink=sink_name,
+            )
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if outcome.status is OutcomeStatus.DELIVERED:
+                continue
+            reason = redact(outcome.reason, hidden)
+            changes: dict[str, Any] = {"lease_expires_at": None, "sink": sink_name}
+            if outcome.status is OutcomeStatus.REJECTED:
+                changes.update(status=Status.DEAD, attempts=row.attempts + 1, last_error=reason)
+                stats.dead += 1
+                logger.warning(
+                    "user_enriched %s for user %s is dead: %s. Fix the data, then requeue it "
+                    "from the admin (Outbox events, action 'Requeue dead events').",
+                    row.message_id,
+                    row.user_id,
+                    reason,
+                )
+            elif outcome.config_error:
+                # Not the event's fault: keep it pending, don't spend its attempts.
+                delay = outcome.delay or policy.max_delay
+                changes.update(next_attempt_at=now + timedelta(seconds=delay), last_error=reason)
+                config_errors.append(reason)
+                stats.retried += 1
+            else:
+                attempts = row.attempts + 1
+                if policy.exhausted(attempts):
+                    changes.update(
+                        status=Status.DEAD,
+                        attempts=attempts,
+                        last_error=f"gave up after {attempts} attempts; last error: {reason}",
+                    )
+                    stats.dead += 1
+                    logger.warning(
+                        "user_enriched %s for user %s is dead after %d attempts: %s",
+                        row.message_id,
+                        row.user_id,
+                        attempts,
+                        reason,
+                    )
+                else:
+                    delay = policy.delay(attempts, outcome.delay)
+                    changes.update(
+                        attempts=attempts,
+                        next_attempt_at=now + timedelta(seconds=delay),
+                        last_error=reason,
+                    )
+                    stats.retried += 1
+            manager.filter(pk=row.pk, claim_token=row.claim_token).update(**changes)
+    if config_errors:
+        logger.error(
+            "%d user_enriched event(s) kept pending because of a configuration error: %s "
+            "Fix %s['SINK'] / %s['SINK_OPTIONS']; delivery resumes by itself once it is fixed.",
+            len(config_errors),
+            config_errors[0],
+            SETTING_NAME,
+            SETTING_NAME,
+        )
+    return stats
+
+
+def drain(
+    *,
+    sink: Sink | None = None,
+    batch_size: int | None = None,
+    ids: Sequence[int] | None = None,
+    max_batches: int | None = None,
+    using: str | None = None,
+) -> DrainStats:
+    """Deliver what is due, batch after batch, until nothing is due (or ``max_batches``)."""
+    sink = sink or get_sink()
+    batch_size = batch_size or app_settings.BATCH_SIZE
+    total = DrainStats()
+    while max_batches is None or total.batches < max_batches:
+        rows = claim(batch_size, ids=ids, using=using)
+        if not rows:
+            break
+        total.add(settle(rows, send_claimed(rows, sink), sink, using=using))
+        if ids is not None and len(rows) >= len(ids):
+            break
+    return total
+
+
+# -- on-commit triggers ---------------------------------------------------------------------
+
+_buffer = threading.local()
+
+
+def request_delivery(row_ids: Iterable[int], *, using: str) -> None:
+    """After the current transaction commits, deliver (inline) or enqueue (celery)."""
+    mode = app_settings.DISPATCH
+    if mode == "worker":
+        return
+    # Rows wait in a per-thread buffer; the first callback after a commit flushes all of
+    # them in one delivery, the others find it empty. Ids of rows whose savepoint rolled
+    # back may linger there: claiming skips ids that are not pending, so they cost nothing.
+    _pending(using).extend(row_ids)
+    transaction.on_commit(lambda: _flush(mode, using), using=using)
+
+
+def _pending(using: str) -> list[int]:
+    buffers: dict[str, list[int]] = getattr(_buffer, "ids", None) or {}
+    _buffer.ids = buffers
+    return buffers.setdefault(using, [])
+
+
+def _flush(mode: str, using: str) -> None:
+    pending = _pending(using)
+    ids, pending[:] = list(pending), []
+    if not ids:
+        return
+    try:
+        if mode == "inline":
+            drain(sink=get_inline_sink(), ids=ids, using=using)
+        elif mode == "celery":
+            from django_app.tasks import enqueue_delivery
+
+            enqueue_delivery()
+    except Exception:
+        logger.exception(
+            "delivery after commit failed (%s dispatch); the %d event(s) stay pending for the "
+            "next delivery run",
+            mode,
+            len(ids),
+        )

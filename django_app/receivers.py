@@ -1,0 +1,120 @@
+"""Signal receivers: the ``user_enriched`` signal and automatic change detection on SOURCE.
+
+Change detection is cheap on purpose: when an instance of the source model is loaded, the
+raw values of the fields the mapping reads are remembered; a save that changed none of
+them does no work at all. Otherwise the event is built and the ledger decides whether its
+content is new for the user.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models.signals import post_init, post_save
+
+from django_app.api import track_enrichment
+from django_app.runtime import get_source
+from django_app.signals import user_enriched
+
+_SNAPSHOT = "_tracking_adapter_snapshot"
+_DISPATCH_UID = "django_app.source"
+
+
+def on_user_enriched(sender: Any, instance: Any = None, **kwargs: Any) -> None:
+    kwargs.pop("signal", None)
+    force = bool(kwargs.pop("force", False))
+    track_enrichment(instance, force=force, **kwargs)
+
+
+def _snapshot(instance: models.Model, fields: frozenset[str]) -> dict[str, Any]:
+    values = instance.__dict__
+    # Copies, so a JSON payload edited in place still compares as changed.
+    return {name: copy.deepcopy(values.get(name)) for name in fields}
+
+
+def on_source_init(sender: type[models.Model], instance: models.Model, **_kwargs: Any) -> None:
+    source = get_source()
+    if source is not None and source.watched_fields is not None:
+        instance.__dict__[_SNAPSHOT] = _snapshot(instance, source.watched_fields)
+
+
+def on_source_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    created: bool,
+    raw: bool = False,
+    update_fields: frozenset[str] | None = None,
+    using: str | None = None,
+    **_kwargs: Any,
+) -> None:
+    if raw:  # loaddata: fixtures are not enrichment
+        return
+    source = get_source()
+    if source is None:
+        return
+    saved_only = _attnames(sender, update_fields) if update_fields is not None else None
+    target: models.Model = instance
+    if source.watched_fields is not None:
+        before = instance.__dict__.get(_SNAPSHOT)
+        current = _snapshot(instance, source.watched_fields)
+        # What the database now holds: everything, or only the fields this save wrote.
+        stored = (
+            current
+            if saved_only is None or before is None
+            else {name: current[name] if name in saved_only else before[name] for name in current}
+        )
+        # Remember it only once it is committed: after a rollback the change is still new.
+        transaction.on_commit(lambda: instance.__dict__.__setitem__(_SNAPSHOT, stored), using=using)
+        if not created and before == stored:
+            return
+        if stored != current:
+            target = _reloaded(sender, instance, using)  # don't report unsaved values
+    elif saved_only is not None:
+        target = _reloaded(sender, instance, using)
+    track_enrichment(target, skip_empty=True)
+
+
+def _attnames(model: type[models.Model], names: frozenset[str]) -> frozenset[str]:
+    attnames = set()
+    for name in names:
+        try:
+            attnames.add(getattr(model._meta.get_field(name), "attname", name))
+        except Exception:
+            attnames.add(name)
+    return frozenset(attnames)
+
+
+def _reloaded(model: type[models.Model], instance: models.Model, using: str | None) -> models.Model:
+    """The row as stored, for a partial save (``update_fields``) that left other edits unsaved."""
+    return model._base_manager.using(using).get(pk=instance.pk)
+
+
+_connected: list[type[models.Model]] = []
+
+
+def connect() -> None:
+    """Connect the receivers; called from AppConfig.ready() and when settings change.
+
+    A broken SOURCE setting connects nothing: ``manage.py check`` and the startup log
+    report it, and saves go on untouched.
+    """
+    user_enriched.connect(on_user_enriched, dispatch_uid="django_app.user_enriched")
+    disconnect_source()
+    try:
+        source = get_source()
+    except Exception:
+        return
+    if source is None:
+        return
+    post_init.connect(on_source_init, sender=source.model, dispatch_uid=_DISPATCH_UID)
+    post_save.connect(on_source_save, sender=source.model, dispatch_uid=_DISPATCH_UID)
+    _connected.append(source.model)
+
+
+def disconnect_source() -> None:
+    while _connected:
+        model = _connected.pop()
+        post_init.disconnect(sender=model, dispatch_uid=_DISPATCH_UID)
+        post_save.disconnect(sender=model, dispatch_uid=_DISPATCH_UID)

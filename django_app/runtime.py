@@ -1,0 +1,105 @@
+"""Objects built from settings (the sink, the source, the retry policy), cached per process.
+
+Built on first use, not at import, and dropped when ``TRACKING_ADAPTER`` changes (tests
+with ``override_settings``), so the settings stay the single source of truth.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from django_app.conf import SETTING_NAME, app_settings
+from django_app.source import Source, build_source
+from tracking_adapter.retry import RetryPolicy
+from tracking_adapter.sinks import Sink, create_sink
+
+_lock = threading.RLock()
+_cache: dict[str, Any] = {}
+
+SECRET_OPTION_WORDS = ("key", "secret", "token", "password")
+
+
+def _cached(name: str, build: Any) -> Any:
+    with _lock:
+        if name not in _cache:
+            _cache[name] = build()
+        return _cache[name]
+
+
+def get_sink() -> Sink:
+    return _cached(  # type: ignore[no-any-return]
+        "sink",
+        lambda: create_sink(
+            app_settings.SINK,
+            app_settings.SINK_OPTIONS,
+            setting=f"{SETTING_NAME}['SINK']",
+            options_setting=f"{SETTING_NAME}['SINK_OPTIONS']",
+        ),
+    )
+
+
+def get_inline_sink() -> Sink:
+    """The sink with the short inline timeout, when the sink takes a ``timeout`` option."""
+
+    def build() -> Sink:
+        options = dict(app_settings.SINK_OPTIONS)
+        try:
+            return create_sink(
+                app_settings.SINK, {**options, "timeout": app_settings.INLINE_TIMEOUT}
+            )
+        except Exception:
+            return get_sink()
+
+    return _cached("inline_sink", build)  # type: ignore[no-any-return]
+
+
+def get_source() -> Source | None:
+    config = app_settings.SOURCE
+    if not config:
+        return None
+    return _cached("source", lambda: build_source(config))  # type: ignore[no-any-return]
+
+
+def get_retry_policy() -> RetryPolicy:
+    def build() -> RetryPolicy:
+        retry = dict(app_settings.RETRY or {})
+        policy = RetryPolicy()
+        for key, attribute in (
+            ("BASE_DELAY", "base_delay"),
+            ("MAX_DELAY", "max_delay"),
+            ("MAX_RETRY_AFTER", "max_retry_after"),
+            ("MAX_ATTEMPTS", "max_attempts"),
+        ):
+            if key in retry:
+                setattr(policy, attribute, retry[key])
+        return policy
+
+    return _cached("retry", build)  # type: ignore[no-any-return]
+
+
+def secrets() -> list[str]:
+    """Secret option values, to keep them out of anything we store or log."""
+    options = app_settings.SINK_OPTIONS or {}
+    return [
+        str(value)
+        for name, value in options.items()
+        if value and any(word in name.lower() for word in SECRET_OPTION_WORDS)
+    ]
+
+
+def reset() -> None:
+    with _lock:
+        for sink in (_cache.get("sink"), _cache.get("inline_sink")):
+            if sink is not None:
+                sink.close()
+        _cache.clear()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **_kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        reset()

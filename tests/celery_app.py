@@ -1,0 +1,18 @@
+"""The Celery app a host project would have, pointed at the local Redis broker (db 15)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+app = Celery("tests")
+app.conf.update(
+    broker_url=os.environ.get("CELERY_TEST_BROKER", "redis://127.0.0.1:6379/15"),
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+app.autodiscover_tasks(["django_app"])

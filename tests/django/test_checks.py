@@ -1,0 +1,419 @@
+"""``manage.py check`` for TRACKING_ADAPTER: stable ids, useful hints, and saves that never break."""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_app.checks import check_settings
+from django_app.models import OutboxEvent
+from tests.testapp.models import Account, Profile
+
+BASE: dict[str, Any] = copy.deepcopy(django_settings.TRACKING_ADAPTER)
+
+
+def config(**changes: Any) -> dict[str, Any]:
+    """The test settings' TRACKING_ADAPTER with top-level keys replaced (None removes one)."""
+    result = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def source(**changes: Any) -> dict[str, Any]:
+    """The test settings' SOURCE with keys replaced (None removes one)."""
+    result = copy.deepcopy(BASE["SOURCE"])
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+def errors_for(settings: Any, value: Any) -> list[checks.CheckMessage]:
+    settings.TRACKING_ADAPTER = value
+    return [m for m in check_settings() if m.is_serious()]
+
+
+def only(messages: list[checks.CheckMessage], id_: str) -> checks.CheckMessage:
+    ids = [m.id for m in messages]
+    assert ids == [id_], [(m.id, m.msg) for m in messages]
+    return messages[0]
+
+
+# -- the valid configuration ------------------------------------------------------------------
+
+
+def test_test_settings_are_valid() -> None:
+    assert check_settings() == []
+
+
+def test_manage_py_check_passes_with_valid_settings() -> None:
+    call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_no_setting_at_all_is_fine(settings: Any) -> None:
+    del settings.TRACKING_ADAPTER
+    assert check_settings() == []
+
+
+def test_manage_py_check_fails_with_the_stable_id(settings: Any) -> None:
+    settings.TRACKING_ADAPTER = config(DISPATCH="sometimes")
+    with pytest.raises(SystemCheckError, match=r"tracking_adapter\.E007"):
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_registered_check_is_tagged_for_manage_py_check(settings: Any) -> None:
+    settings.TRACKING_ADAPTER = config(SINK="thrivestak")
+    found = [m.id for m in checks.run_checks() if m.id and m.id.startswith("tracking_adapter.")]
+    assert found == ["tracking_adapter.E003"]
+
+
+def test_not_a_dict_is_e001(settings: Any) -> None:
+    only(errors_for(settings, ["SINK", "memory"]), "tracking_adapter.E001")
+
+
+# -- top level ----------------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key_with_did_you_mean(settings: Any) -> None:
+    value = config()
+    value["SINK_OPTION"] = {}
+    message = only(errors_for(settings, value), "tracking_adapter.E002")
+    assert "SINK_OPTION" in message.msg
+    assert "'SINK_OPTIONS'" in (message.hint or "")
+
+
+def test_unknown_sink_alias_suggests_the_right_one(settings: Any) -> None:
+    message = only(errors_for(settings, config(SINK="thrivestak")), "tracking_adapter.E003")
+    assert "thrivestak" in message.msg
+    assert "'thrivestack'" in (message.hint or "")
+
+
+def test_unimportable_sink_path(settings: Any) -> None:
+    value = config(SINK="no_such_module_here.sinks.WarehouseSink")
+    message = only(errors_for(settings, value), "tracking_adapter.E003")
+    assert "no_such_module_here" in message.msg
+
+
+def test_dotted_path_that_is_not_a_sink(settings: Any) -> None:
+    message = only(
+        errors_for(settings, config(SINK="collections.OrderedDict")), "tracking_adapter.E003"
+    )
+    assert "not a Sink subclass" in message.msg
+
+
+def test_dotted_path_to_a_real_sink_is_fine(settings: Any) -> None:
+    assert errors_for(settings, config(SINK="tracking_adapter.sinks.local.MemorySink")) == []
+
+
+def test_thrivestack_without_api_key(settings: Any) -> None:
+    value = config(SINK="thrivestack", SINK_OPTIONS={"endpoint": "https://api.example.com/api"})
+    message = only(errors_for(settings, value), "tracking_adapter.E005")
+    assert "api_key" in message.msg
+
+
+def test_segment_without_write_key(settings: Any) -> None:
+    only(errors_for(settings, config(SINK="segment", SINK_OPTIONS={})), "tracking_adapter.E005")
+
+
+def test_http_endpoint_off_loopback(settings: Any) -> None:
+    value = config(
+        SINK="thrivestack",
+        SINK_OPTIONS={"api_key": "sk-check-123456", "endpoint": "http://api.example.com/api"},
+    )
+    message = only(errors_for(settings, value), "tracking_adapter.E006")
+    assert "endpoint" in message.msg
+    assert "sk-check-123456" not in message.msg
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://127.0.0.1:9/api", "http://localhost:9/api", "https://api.example.com/api"],
+)
+def test_loopback_http_and_remote_https_endpoints_are_fine(settings: Any, endpoint: str) -> None:
+    value = config(SINK="thrivestack", SINK_OPTIONS={"api_key": "k-123456", "endpoint": endpoint})
+    assert errors_for(settings, value) == []
+
+
+def test_http_off_loopback_is_fine_when_explicitly_allowed(settings: Any) -> None:
+    options = {"api_key": "k-123456", "endpoint": "http://api.example.com/api", "allow_http": True}
+    assert errors_for(settings, config(SINK="thrivestack", SINK_OPTIONS=options)) == []
+
+
+def test_sink_option_the_sink_does_not_take_is_e004(settings: Any) -> None:
+    value = config(SINK="memory", SINK_OPTIONS={"colour": "blue"})
+    message = only(errors_for(settings, value), "tracking_adapter.E004")
+    assert "SINK_OPTIONS" in message.msg
+
+
+@pytest.mark.parametrize("mode", ["workers", "sync", None, 3])
+def test_bad_dispatch(settings: Any, mode: Any) -> None:
+    value = config()
+    value["DISPATCH"] = mode
+    message = only(errors_for(settings, value), "tracking_adapter.E007")
+    if mode == "workers":
+        assert "'worker'" in (message.hint or "")
+
+
+@pytest.mark.parametrize("mode", ["inline", "worker"])
+def test_good_dispatch(settings: Any, mode: str) -> None:
+    assert errors_for(settings, config(DISPATCH=mode)) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("BATCH_SIZE", 0),
+        ("BATCH_SIZE", -5),
+        ("BATCH_SIZE", "500"),
+        ("BATCH_SIZE", True),
+        ("LEASE_SECONDS", None),
+        ("EXCLUDE_PROPERTIES", "enrichment_city"),
+        ("RETRY", {"MAX_ATEMPTS": 3}),
+    ],
+)
+def test_malformed_tuning_is_e018(settings: Any, key: str, value: Any) -> None:
+    full = config()
+    full[key] = value
+    message = only(errors_for(settings, full), "tracking_adapter.E018")
+    assert key in message.msg
+    if key == "RETRY":
+        assert "'MAX_ATTEMPTS'" in (message.hint or "")
+
+
+def test_good_tuning_passes(settings: Any) -> None:
+    value = config(
+        BATCH_SIZE=100,
+        LEASE_SECONDS=30,
+        INLINE_TIMEOUT=0.5,
+        EXCLUDE_PROPERTIES=["enrichment_city"],
+        RETRY={"MAX_ATTEMPTS": 3, "BASE_DELAY": 1},
+    )
+    assert errors_for(settings, value) == []
+
+
+# -- SOURCE ---------------------------------------------------------------------------------
+
+
+def test_source_unknown_key(settings: Any) -> None:
+    value = config(SOURCE=source(EXTRA_PROPERTY=["plan"]))
+    message = only(errors_for(settings, value), "tracking_adapter.E010")
+    assert "EXTRA_PROPERTY" in message.msg
+    assert "'EXTRA_PROPERTIES'" in (message.hint or "")
+
+
+def test_source_not_a_dict(settings: Any) -> None:
+    only(errors_for(settings, config(SOURCE="testapp.Profile")), "tracking_adapter.E010")
+
+
+@pytest.mark.parametrize("model", ["testapp.Profil", "Profile", "nope.Profile"])
+def test_source_model_that_does_not_exist(settings: Any, model: str) -> None:
+    message = only(
+        errors_for(settings, config(SOURCE=source(MODEL=model))), "tracking_adapter.E011"
+    )
+    assert model in message.msg
+
+
+@pytest.mark.parametrize("key", ["USER_ID", "GROUP_ID"])
+def test_source_missing_id_path(settings: Any, key: str) -> None:
+    message = only(
+        errors_for(settings, config(SOURCE=source(**{key: None}))), "tracking_adapter.E012"
+    )
+    assert key in message.msg
+
+
+def test_source_properties_and_provider_both(settings: Any) -> None:
+    value = config(SOURCE=source(PROVIDER=["clearbit", "clearbit"]))
+    message = only(errors_for(settings, value), "tracking_adapter.E013")
+    assert "PROPERTIES" in message.msg
+    assert "PROVIDER" in message.msg
+
+
+def test_source_with_no_property_source(settings: Any) -> None:
+    only(errors_for(settings, config(SOURCE=source(PROPERTIES=None))), "tracking_adapter.E013")
+
+
+def test_misspelled_property_name(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES={"enrichment_citty": "city"}))
+    message = only(errors_for(settings, value), "tracking_adapter.E014")
+    assert "enrichment_citty" in message.msg
+    assert "'enrichment_city'" in (message.hint or "")
+
+
+def test_non_enrichment_property_hints_at_extra_properties(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES={"plan_tier": "title"}))
+    message = only(errors_for(settings, value), "tracking_adapter.E014")
+    assert "EXTRA_PROPERTIES" in (message.hint or "")
+
+
+def test_extra_property_listed_in_extra_properties_is_allowed(settings: Any) -> None:
+    properties = {"enrichment_city": "city", "plan_tier": "title"}
+    value = config(SOURCE=source(PROPERTIES=properties, EXTRA_PROPERTIES=["plan_tier"]))
+    assert errors_for(settings, value) == []
+
+
+def test_attribute_path_with_a_typo(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES={"enrichment_city": "cty"}))
+    message = only(errors_for(settings, value), "tracking_adapter.E015")
+    assert "'cty'" in message.msg
+    assert "Did you mean 'city'?" in message.msg
+
+
+def test_attribute_path_with_a_typo_through_a_relation(settings: Any) -> None:
+    value = config(SOURCE=source(GROUP_ID="account.externl_id"))
+    message = only(errors_for(settings, value), "tracking_adapter.E015")
+    assert "GROUP_ID" in message.msg
+    assert "Account has no field or attribute 'externl_id'" in message.msg
+    assert "'external_id'" in message.msg
+
+
+def test_attribute_path_into_a_plain_field(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES={"enrichment_city": "city.name"}))
+    message = only(errors_for(settings, value), "tracking_adapter.E015")
+    assert "CharField" in message.msg
+
+
+def test_timestamp_path_is_checked_too(settings: Any) -> None:
+    only(errors_for(settings, config(SOURCE=source(TIMESTAMP="enriched"))), "tracking_adapter.E015")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "account.external_id",  # through a foreign key
+        "account.name",
+        "user.username",  # through a one-to-one
+        "user.email",
+        "tracking_user_id",  # a property
+        "user.get_full_name",  # a method on the related model
+        "clearbit.person.geo.city",  # into a JSONField
+        "account_id",  # an attname
+    ],
+)
+def test_valid_paths_pass(settings: Any, path: str) -> None:
+    value = config(SOURCE=source(PROPERTIES={"enrichment_city": path}))
+    assert errors_for(settings, value) == []
+
+
+def test_unknown_provider(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES=None, PROVIDER=["clearbitt", "clearbit"]))
+    message = only(errors_for(settings, value), "tracking_adapter.E016")
+    assert "clearbitt" in message.msg
+    assert "'clearbit'" in (message.hint or "")
+
+
+def test_provider_not_a_pair(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES=None, PROVIDER="clearbit"))
+    only(errors_for(settings, value), "tracking_adapter.E016")
+
+
+def test_known_provider_with_a_good_payload_path(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES=None, PROVIDER=["clearbit", "clearbit"]))
+    assert errors_for(settings, value) == []
+
+
+def test_provider_payload_path_is_checked(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES=None, PROVIDER=["clearbit", "clearbit_json"]))
+    message = only(errors_for(settings, value), "tracking_adapter.E015")
+    assert "clearbit_json" in message.msg
+
+
+def test_unimportable_mapper(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES=None, MAPPER="no_such_module_here.map_profile"))
+    message = only(errors_for(settings, value), "tracking_adapter.E017")
+    assert "no_such_module_here.map_profile" in message.msg
+
+
+def test_mapper_that_is_not_callable(settings: Any) -> None:
+    value = config(SOURCE=source(PROPERTIES=None, MAPPER="os.sep"))
+    only(errors_for(settings, value), "tracking_adapter.E017")
+
+
+def test_importable_mapper_is_fine(settings: Any) -> None:
+    value = config(
+        SOURCE=source(PROPERTIES=None, MAPPER="tracking_adapter.providers.from_clearbit")
+    )
+    assert errors_for(settings, value) == []
+
+
+def test_several_problems_are_all_reported(settings: Any) -> None:
+    value = config(
+        SINK="thrivestak",
+        DISPATCH="workers",
+        BATCH_SIZE=0,
+        SOURCE=source(PROPERTIES={"enrichment_citty": "cty"}),
+    )
+    ids = sorted(m.id for m in errors_for(settings, value))
+    assert ids == [
+        "tracking_adapter.E003",
+        "tracking_adapter.E007",
+        "tracking_adapter.E014",
+        "tracking_adapter.E015",
+        "tracking_adapter.E018",
+    ]
+
+
+# -- a broken SOURCE never breaks a save ------------------------------------------------------
+
+
+def _profile(**fields: Any) -> Profile:
+    user = get_user_model().objects.create(username=f"u{get_user_model().objects.count()}")
+    account, _ = Account.objects.get_or_create(external_id="acct_1")
+    return Profile.objects.create(user=user, account=account, **fields)
+
+
+@pytest.mark.django_db
+def test_misconfigured_path_never_breaks_a_save(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.TRACKING_ADAPTER = config(
+        SOURCE=source(PROPERTIES={"enrichment_city": "no_such_attr"})
+    )
+    with caplog.at_level(logging.ERROR):
+        profile = _profile(city="Pune")
+        profile.city = "Mumbai"
+        profile.save()
+    profile.refresh_from_db()
+    assert profile.city == "Mumbai"
+    assert OutboxEvent.objects.count() == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors
+    assert any("TRACKING_ADAPTER" in r.getMessage() for r in errors)
+    assert any("no_such_attr" in r.getMessage() for r in errors)
+
+
+@pytest.mark.django_db
+def test_misconfigured_model_never_breaks_a_save(settings: Any) -> None:
+    settings.TRACKING_ADAPTER = config(SOURCE=source(MODEL="testapp.Nope"))
+    profile = _profile(city="Pune")
+    profile.city = "Mumbai"
+    profile.save()
+    assert Profile.objects.get(pk=profile.pk).city == "Mumbai"
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_broken_sink_setting_never_breaks_a_save(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.TRACKING_ADAPTER = config(SINK="thrivestak", DISPATCH="inline")
+    with caplog.at_level(logging.ERROR):
+        profile = _profile(city="Pune")  # commits: the inline delivery runs and fails
+    assert any("thrivestak" in r.getMessage() + str(r.exc_info) for r in caplog.records)
+    assert Profile.objects.get(pk=profile.pk).city == "Pune"
+    # The event is kept for delivery once the setting is fixed.
+    assert OutboxEvent.objects.filter(status="pending").count() == 1

@@ -1,0 +1,25 @@
+"""``make demo`` runs the whole path and reports nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_demo_delivers_every_event_once():
+    result = subprocess.run(
+        [sys.executable, "-m", "example_project.demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "summary: 24 users, 25 events recorded, 25 received by /track, 0 not delivered, 0 duplicates, 0 invalid"
+        in result.stdout
+    )
+    assert '"event_name": "user_enriched"' in result.stdout
