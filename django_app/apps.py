@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from django.apps import AppConfig
@@ -14,6 +15,8 @@ class TrackingAdapterConfig(AppConfig):
     label = "django_app"
     verbose_name = "Tracking adapter (user_enriched)"
     default_auto_field = "django.db.models.BigAutoField"
+    # Editable installs give the package a second, virtual path entry; name the real one.
+    path = os.path.dirname(os.path.abspath(__file__))
 
     def ready(self) -> None:
         from django_app import checks, receivers
