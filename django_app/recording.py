@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, router, transaction
@@ -72,52 +73,105 @@ def record_event(
 
     May raise ``DatabaseError``; callers on the save path use ``safe_record``.
     """
-    event = apply_exclusions(event)
-    content_hash = event.content_hash()
-    if _capture:
-        for capture in _capture:
-            capture(event)
-        return Recorded(event, None)
     using = using or router.db_for_write(OutboxEvent)
+    [recorded] = record_events([event], force=force, skip_empty=skip_empty, using=using)
+    if recorded.row is not None:
+        dispatch.request_delivery([recorded.row.pk], using=using)
+    return recorded
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Rows recorded already claimed by their recorder (a backfill sending them itself)."""
+
+    token: str
+    until: datetime
+
+
+def record_events(
+    events: Sequence[UserEnrichedEvent],
+    *,
+    force: bool = False,
+    skip_empty: bool = False,
+    lease: Lease | None = None,
+    using: str | None = None,
+) -> list[Recorded]:
+    """Record a batch in one transaction: one ledger read, one insert, one ledger upsert.
+
+    Returns one ``Recorded`` per event, in order. Nothing asks for delivery here:
+    ``record_event`` does for the live path, and a backfill delivers under its ``lease``.
+    """
+    events = [apply_exclusions(event) for event in events]
+    if _capture:
+        for event in events:
+            for capture in _capture:
+                capture(event)
+        return [Recorded(event, None) for event in events]
+    using = using or router.db_for_write(OutboxEvent)
+    hashes = [event.content_hash() for event in events]
+    now = timezone.now()
     with transaction.atomic(using=using):
-        entry = (
-            LedgerEntry.objects.using(using)
+        ledger = {
+            user_id: (content_hash, message_id)
+            for user_id, content_hash, message_id in LedgerEntry.objects.using(using)
             .select_for_update()
-            .filter(user_id=event.user_id)
-            .only("id", "content_hash", "message_id")
-            .first()
+            .filter(user_id__in={event.user_id for event in events})
+            .values_list("user_id", "content_hash", "message_id")
+        }
+        chosen: dict[str, int] = {}  # user id -> index of the event to record (the last wins)
+        for index, (event, content_hash) in enumerate(zip(events, hashes, strict=True)):
+            previous = ledger.get(event.user_id)
+            if previous is not None and previous[0] == content_hash and not force:
+                continue
+            if previous is None and skip_empty and not any(event.properties.to_wire().values()):
+                continue
+            if previous is not None and event.message_id == event.derive_message_id():
+                # A re-recording (forced, or content that changed back) must not reuse an
+                # id already sent; chaining on the previous id keeps ids deterministic.
+                events[index] = event.model_copy(
+                    update={"message_id": chain_message_id(previous[1], event)}
+                )
+            chosen[event.user_id] = index
+        indexes = sorted(chosen.values())
+        extra: dict[str, Any] = (
+            {
+                "claim_token": lease.token,
+                "next_attempt_at": lease.until,
+                "lease_expires_at": lease.until,
+            }
+            if lease
+            else {}
         )
-        if entry is not None and entry.content_hash == content_hash and not force:
-            return Recorded(event, None)
-        if entry is None and skip_empty and not any(event.properties.to_wire().values()):
-            return Recorded(event, None)
-        if entry is not None and event.message_id == event.derive_message_id():
-            # A re-recording (forced, or content that changed back) must not reuse an id
-            # already sent; chaining on the previous id keeps ids deterministic.
-            event = event.model_copy(
-                update={"message_id": chain_message_id(entry.message_id, event)}
-            )
-        row = OutboxEvent.objects.using(using).create(
-            message_id=event.message_id,
-            user_id=event.user_id,
-            group_id=event.group_id,
-            content_hash=content_hash,
-            payload=event.model_dump(mode="json"),
+        rows = OutboxEvent.objects.using(using).bulk_create(
+            [
+                OutboxEvent(
+                    message_id=events[i].message_id,
+                    user_id=events[i].user_id,
+                    group_id=events[i].group_id,
+                    content_hash=hashes[i],
+                    payload=events[i].model_dump(mode="json"),
+                    created_at=now,
+                    **extra,
+                )
+                for i in indexes
+            ]
         )
-        now = timezone.now()
-        if entry is None:
-            LedgerEntry.objects.using(using).create(
-                user_id=event.user_id,
-                content_hash=content_hash,
-                message_id=event.message_id,
-                recorded_at=now,
-            )
-        else:
-            LedgerEntry.objects.using(using).filter(pk=entry.pk).update(
-                content_hash=content_hash, message_id=event.message_id, recorded_at=now
-            )
-    dispatch.request_delivery([row.pk], using=using)
-    return Recorded(event, row)
+        LedgerEntry.objects.using(using).bulk_create(
+            [
+                LedgerEntry(
+                    user_id=events[i].user_id,
+                    content_hash=hashes[i],
+                    message_id=events[i].message_id,
+                    recorded_at=now,
+                )
+                for i in indexes
+            ],
+            update_conflicts=True,
+            unique_fields=["user_id"],
+            update_fields=["content_hash", "message_id", "recorded_at"],
+        )
+    by_index = dict(zip(indexes, rows, strict=True))
+    return [Recorded(event, by_index.get(index)) for index, event in enumerate(events)]
 
 
 def chain_message_id(previous: str, event: UserEnrichedEvent) -> str:

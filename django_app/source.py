@@ -27,6 +27,7 @@ class Source:
     mapping: EventMapping
     # Concrete field attnames whose change can change the event; None = unknown (a MAPPER).
     watched_fields: frozenset[str] | None
+    timestamp_path: str | None = None
 
 
 def _setting(key: str) -> str:
@@ -102,7 +103,9 @@ def build_source(config: Mapping[str, Any]) -> Source:
         context=dict(config.get("CONTEXT") or {}),
     )
     watched = None if config.get("MAPPER") else _watched_fields(model, paths)
-    return Source(model=model, mapping=mapping, watched_fields=watched)
+    return Source(
+        model=model, mapping=mapping, watched_fields=watched, timestamp_path=timestamp_path
+    )
 
 
 def _watched_fields(model: type[models.Model], paths: list[str]) -> frozenset[str] | None:

@@ -1,0 +1,195 @@
+"""``manage.py backfill_user_enriched``: send ``user_enriched`` for existing users, once each.
+
+Safe to interrupt (Ctrl-C stops after the current batch) and to re-run: users whose current
+content was already recorded are skipped, so a second run sends only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from datetime import datetime
+from datetime import time as dt_time
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from django_app.backfill import Backfill, BackfillOptions, BackfillStats
+from django_app.conf import SETTING_NAME, app_settings
+from django_app.runtime import get_source
+from django_app.source import build_source
+from tracking_adapter import ConfigurationError, MappingError
+
+
+def parse_moment(text: str, option: str) -> datetime:
+    moment = parse_datetime(text)
+    if moment is None:
+        day = parse_date(text)
+        if day is None:
+            raise CommandError(f"{option} {text!r}: use a date (2024-01-31) or an ISO date-time")
+        moment = datetime.combine(day, dt_time())
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    return moment
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Command(BaseCommand):
+    help = (
+        "Send user_enriched for existing users of TRACKING_ADAPTER['SOURCE'] (or --model), "
+        "skipping users whose current content was already sent."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", help="app_label.Model to read instead of SOURCE['MODEL']")
+        parser.add_argument("--batch-size", type=int, default=1000, help="rows per batch (1000)")
+        parser.add_argument("--since", help="only rows whose SOURCE TIMESTAMP is at or after this")
+        parser.add_argument("--until", help="only rows whose SOURCE TIMESTAMP is before this")
+        parser.add_argument("--limit", type=int, help="stop after reading this many rows")
+        parser.add_argument(
+            "--user-id", action="append", default=[], dest="user_ids", help="repeatable"
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the /track items it would send as JSON lines; record and send nothing",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="send even users whose content was already sent"
+        )
+        parser.add_argument(
+            "--deliver",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="send each batch as it is recorded (default); --no-deliver leaves it to the "
+            "outbox workers",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        source = self._source(options["model"])
+        run_options = BackfillOptions(
+            batch_size=options["batch_size"],
+            since=parse_moment(options["since"], "--since") if options["since"] else None,
+            until=parse_moment(options["until"], "--until") if options["until"] else None,
+            limit=options["limit"],
+            user_ids=options["user_ids"],
+            force=options["force"],
+            deliver=options["deliver"],
+            dry_run=options["dry_run"],
+        )
+        out = self.stdout
+        backfill = Backfill(
+            source, run_options, emit=lambda item: out.write(json.dumps(item, ensure_ascii=False))
+        )
+        verbosity = options["verbosity"]
+        # With --dry-run, stdout carries the JSON lines; the summary goes to stderr.
+        report = self.stderr if run_options.dry_run else self.stdout
+        progress = verbosity >= 1 and sys.stderr.isatty()
+        try:
+            total = backfill.count()
+        except MappingError as exc:
+            raise CommandError(str(exc)) from None
+
+        previous = signal.getsignal(signal.SIGINT)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            if backfill.stopping:  # a second Ctrl-C: stop now
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            backfill.stopping = True
+            sys.stderr.write("\nstopping after the current batch (Ctrl-C again to abort)\n")
+
+        signal.signal(signal.SIGINT, stop)
+        started = time.monotonic()
+        try:
+            for stats in backfill.run():
+                if progress:
+                    self._progress(stats, total, time.monotonic() - started)
+        except MappingError as exc:
+            raise CommandError(f"{exc} (fix {SETTING_NAME}['SOURCE'])") from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if progress:
+            sys.stderr.write("\n")
+        if verbosity >= 1 or backfill.stats.invalid or backfill.stats.rejected:
+            self._summary(report, backfill, time.monotonic() - started)
+
+    def _source(self, model: str | None) -> Any:
+        config = app_settings.SOURCE
+        if not config:
+            raise CommandError(
+                f"{SETTING_NAME}['SOURCE'] is not set: it says which model holds enrichment data "
+                "and how its fields map to the event (see the README)"
+            )
+        try:
+            return build_source({**config, "MODEL": model}) if model else get_source()
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _progress(self, stats: BackfillStats, total: int, elapsed: float) -> None:
+        rate = stats.read / elapsed if elapsed > 0 else 0.0
+        eta = duration((total - stats.read) / rate) if rate and total >= stats.read else "-"
+        width = 24
+        done = int(width * stats.read / total) if total else width
+        bar = "#" * done + "-" * (width - done)
+        sys.stderr.write(
+            f"\r[{bar}] {stats.read:,}/{total:,} read, {stats.sent:,} sent, "
+            f"{stats.unchanged:,} unchanged, {rate:,.0f} rows/s, ETA {eta}   "
+        )
+        sys.stderr.flush()
+
+    def _summary(self, out: Any, backfill: Backfill, elapsed: float) -> None:
+        stats = backfill.stats
+        rate = stats.read / elapsed if elapsed > 0 else 0.0
+        verb = "would record" if backfill.options.dry_run else "recorded"
+        counts = [("read", f"{stats.read:,}"), (verb, f"{stats.recorded:,}")]
+        if not backfill.options.dry_run:
+            counts.append(("sent", f"{stats.sent:,}"))
+        counts += [
+            ("unchanged", f"{stats.unchanged:,} (already sent with the same content)"),
+            ("invalid", f"{stats.invalid:,}"),
+            ("rejected", f"{stats.rejected:,}"),
+        ]
+        if stats.to_retry:
+            counts.append(
+                (
+                    "to retry",
+                    f"{stats.to_retry:,} (kept pending: manage.py deliver_events sends them)",
+                )
+            )
+        lines = [
+            f"backfill {'stopped' if backfill.stopping else 'finished'} in {elapsed:.1f}s "
+            f"({rate:,.0f} rows/s)",
+            *(f"  {label + ':':<13} {value}" for label, value in counts),
+        ]
+        if backfill.options.deliver is False and not backfill.options.dry_run:
+            lines.append("  (--no-deliver: the outbox workers send what was recorded)")
+        for row in stats.invalid_rows:
+            lines.append(f"  invalid row {row}")
+        if stats.invalid > len(stats.invalid_rows):
+            lines.append(f"  ... and {stats.invalid - len(stats.invalid_rows)} more invalid rows")
+        for reason, count in stats.rejected_reasons.items():
+            lines.append(f"  rejected x{count}: {reason}")
+        if stats.rejected:
+            lines.append(
+                "  rejected events are kept as dead rows: admin > Outbox events > status dead"
+            )
+        if backfill.stopping:
+            lines.append(
+                "interrupted: run the same command again to resume; users already sent are skipped"
+            )
+        out.write("\n".join(lines) + "\n")

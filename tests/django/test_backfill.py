@@ -1,0 +1,241 @@
+"""``manage.py backfill_user_enriched`` against a real loopback receiver, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from django_app.backfill import Backfill, BackfillOptions
+from django_app.models import LedgerEntry, OutboxEvent, Status
+from django_app.runtime import get_source
+from tests.django.helpers import REPO, thrivestack_to, worker_env
+from tests.testapp.models import Account, Profile
+from tracking_adapter import UserEnrichedEvent
+from tracking_adapter.wire_schema import event_json_schema
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ENRICHED_AT = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def existing_profiles(count: int, *, start: int = 0) -> list[Profile]:
+    """Enriched users that existed before the app was installed (no events recorded)."""
+    account, _ = Account.objects.get_or_create(external_id="acct_1")
+    users = User.objects.bulk_create(
+        [User(username=f"bf{number}") for number in range(start, start + count)]
+    )
+    return Profile.objects.bulk_create(
+        [
+            Profile(
+                user=user,
+                account=account,
+                city=f"City {number}",
+                company="ThriveStack",
+                enriched_at=ENRICHED_AT + timedelta(days=number % 10),
+            )
+            for number, user in zip(range(start, start + count), users, strict=True)
+        ]
+    )
+
+
+def backfill(*args: str) -> str:
+    out = io.StringIO()
+    call_command("backfill_user_enriched", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_each_user_is_sent_once_and_reruns_send_only_what_changed(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    profiles = existing_profiles(2500)
+
+    summary = backfill("--batch-size", "400")
+
+    assert receiver.item_count == 2500
+    assert receiver.duplicate_count == 0
+    assert len({item["user_id"] for item in receiver.items}) == 2500
+    assert "read:         2,500" in summary
+    assert "sent:         2,500" in summary
+    assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 2500
+    # The event's timestamp is when the enrichment happened, not when the backfill ran.
+    first = next(i for i in receiver.items if i["user_id"] == profiles[0].tracking_user_id)
+    assert first["timestamp"] == "2024-03-01T12:00:00.000Z"
+    assert first["properties"]["enrichment_city"] == "City 0"
+
+    summary = backfill("--batch-size", "400")
+    assert receiver.item_count == 2500
+    assert "unchanged:    2,500" in summary
+
+    changed = profiles[::25]
+    Profile.objects.filter(pk__in=[p.pk for p in changed]).update(company="Acme")  # no signals
+    summary = backfill("--batch-size", "400")
+    assert receiver.item_count == 2500 + len(changed) == 2600
+    assert {i["user_id"] for i in receiver.items[2500:]} == {p.tracking_user_id for p in changed}
+    assert "sent:         100" in summary
+    assert receiver.duplicate_count == 0
+
+
+def test_an_interrupted_run_resumes_and_every_user_ends_delivered_once(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    existing_profiles(1200)
+    run = Backfill(get_source(), BackfillOptions(batch_size=200))
+    for batches, _stats in enumerate(run.run(), start=1):
+        if batches == 2:
+            run.stopping = True  # what Ctrl-C does
+    assert run.stats.read < 1200
+
+    summary = backfill("--batch-size", "200")
+
+    assert "read:         1,200" in summary
+    assert len({item["user_id"] for item in receiver.items}) == 1200
+    assert receiver.duplicate_count == 0
+    assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 1200
+
+
+def test_a_crash_mid_batch_loses_nothing_and_duplicates_keep_their_message_id(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    existing_profiles(300)
+    # The run died after recording a batch and before its answer was written back: the rows
+    # are in the outbox under a lease that has not expired.
+    run = Backfill(get_source(), BackfillOptions(batch_size=300, deliver=False))
+    list(run.run())
+    assert OutboxEvent.objects.filter(status=Status.PENDING).count() == 300
+
+    backfill()  # a re-run skips those users: the ledger has them
+    assert receiver.item_count == 0
+    call_command("deliver_events", "--once", stdout=io.StringIO())  # the worker delivers
+    assert receiver.item_count == 300
+    assert receiver.duplicate_count == 0
+
+
+def test_dry_run_prints_valid_items_and_records_nothing(settings, receiver):
+    from jsonschema import Draft202012Validator
+
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    existing_profiles(30)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("backfill_user_enriched", "--dry-run", stdout=out, stderr=err)
+
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 30
+    validator = Draft202012Validator(event_json_schema())
+    for line in lines:
+        item = json.loads(line)
+        assert list(validator.iter_errors(item)) == []
+        UserEnrichedEvent.model_validate(item)
+    assert OutboxEvent.objects.count() == 0
+    assert LedgerEntry.objects.count() == 0
+    assert receiver.item_count == 0
+    assert "would record: 30" in err.getvalue()
+
+
+def test_bad_rows_are_reported_with_their_pk_and_field_and_the_rest_goes(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    profiles = existing_profiles(50)
+    Profile.objects.filter(pk=profiles[10].pk).update(account=None)  # no group id
+
+    summary = backfill()
+
+    assert receiver.item_count == 49
+    assert "invalid:      1" in summary
+    assert f"invalid row pk={profiles[10].pk}: group_id: missing" in summary
+
+
+def test_filters_since_until_limit_and_user_id(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    profiles = existing_profiles(40)
+
+    backfill("--since", "2024-03-05", "--until", "2024-03-07")
+    days = {item["timestamp"][:10] for item in receiver.items}
+    assert days == {"2024-03-05", "2024-03-06"}
+    assert receiver.item_count == 8
+
+    receiver.clear()
+    backfill("--limit", "5", "--force")
+    assert receiver.item_count == 5
+
+    receiver.clear()
+    wanted = [profiles[3].tracking_user_id, profiles[33].tracking_user_id]
+    backfill("--user-id", wanted[0], "--user-id", wanted[1], "--force")
+    assert sorted(item["user_id"] for item in receiver.items) == sorted(wanted)
+
+
+def test_bad_options_are_command_errors(settings):
+    with pytest.raises(CommandError, match="--since"):
+        backfill("--since", "last tuesday")
+    with pytest.raises(CommandError, match="batch-size"):
+        backfill("--batch-size", "0")
+    with pytest.raises(CommandError, match="no installed model"):
+        backfill("--model", "testapp.Nope")
+    settings.TRACKING_ADAPTER = {"SINK": "memory"}
+    with pytest.raises(CommandError, match="SOURCE"):
+        backfill()
+
+
+def test_a_terminal_shows_a_progress_bar_with_rate_and_eta(receiver):
+    existing_profiles(600)
+    primary, secondary = pty.openpty()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "django", "backfill_user_enriched", "--batch-size", "100"],
+        env=worker_env(receiver),
+        cwd=REPO,
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    out, _ = worker.communicate(timeout=60)
+    os.close(primary)
+    assert worker.returncode == 0
+    text = screen.decode()
+    assert "rows/s" in text
+    assert "ETA" in text
+    assert "600/600 read" in text
+    assert "sent:         600" in out.decode()
+    assert receiver.item_count == 600
+
+
+def test_without_a_terminal_only_the_summary_is_printed(receiver):
+    existing_profiles(20)
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "backfill_user_enriched"],
+        env=worker_env(receiver),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("backfill finished in")
+    quiet = subprocess.run(
+        [sys.executable, "-m", "django", "backfill_user_enriched", "--verbosity", "0"],
+        env=worker_env(receiver),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert quiet.returncode == 0
+    assert quiet.stdout == ""
