@@ -14,6 +14,7 @@ import base64
 import gzip
 import itertools
 import json
+import re
 import socket
 import struct
 import threading
@@ -154,6 +155,28 @@ class LoopbackReceiver:
         with self._lock:
             return self._script.popleft() if self._script else None
 
+    def _count(self, identities: list[bytes]) -> None:
+        """Counting mode (``keep=False``): tally events by identity, store nothing else."""
+        with self._changed:
+            self.request_count += 1
+            self.item_count += len(identities)
+            for identity in identities:
+                key = identity.decode("utf-8", "replace")
+                if key in self._message_ids:
+                    self.duplicate_count += 1
+                else:
+                    self._message_ids.add(key)
+            self._changed.notify_all()
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "items": self.item_count,
+                "requests": self.request_count,
+                "duplicates": self.duplicate_count,
+                "distinct": len(self._message_ids),
+            }
+
     def _record(self, request: ReceivedRequest, accepted: list[dict[str, Any]]) -> None:
         with self._changed:
             self.request_count += 1
@@ -179,6 +202,8 @@ class LoopbackReceiver:
                 body = gzip.decompress(raw)
             except OSError:
                 return 400, {"code": "invalid_request", "message": "bad gzip body"}, {}
+        if not self.keep:
+            return self._count_only(path, headers, body)
         if path.endswith("/track"):
             status, answer, items = self._track(headers, body)
         elif path.endswith("/v1/batch"):
@@ -187,6 +212,24 @@ class LoopbackReceiver:
             status, answer, items = 404, {"message": f"no route for {path}"}, []
         self._record(ReceivedRequest(path, headers, raw, status), items if status == 200 else [])
         return status, answer, {}
+
+    def _count_only(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The benchmark receiver: check the key, count events without decoding the JSON.
+
+        Events are told apart by ``user_id`` on /track (the benchmarks send one event per
+        user) and by ``messageId`` on /v1/batch.
+        """
+        if path.endswith("/track"):
+            if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+                return 401, {"success": False, "message": "Unauthorized: invalid x-api-key"}, {}
+            self._count(_TRACK_USER.findall(body))
+            return 200, {"success": True}, {}
+        if path.endswith("/v1/batch"):
+            self._count(_SEGMENT_MESSAGE_ID.findall(body))
+            return 200, {"success": True}, {}
+        return 404, {"message": f"no route for {path}"}, {}
 
     def _track(self, headers: dict[str, str], body: bytes) -> tuple[int, Any, list[Any]]:
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
@@ -258,6 +301,8 @@ def _segment_item_problem(item: Any) -> str | None:
 
 
 _ids = itertools.count(1)
+_TRACK_USER = re.compile(rb'"user_id":\s*"((?:[^"\\]|\\.)*)"')
+_SEGMENT_MESSAGE_ID = re.compile(rb'"messageId":\s*"([^"]*)"')
 
 
 class _Server(ThreadingHTTPServer):
@@ -278,8 +323,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the tests and benchmarks read the receiver's records, not its log."""
 
+    def do_GET(self) -> None:
+        if self.path == "/stats":
+            self._answer(200, self.server.receiver.stats(), {})
+        else:
+            self._answer(404, {"message": "GET /stats only"}, {})
+
     def do_POST(self) -> None:
         receiver = self.server.receiver
+        if self.path == "/reset":  # the benchmark runner starts each contender from zero
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver.clear()
+            self._answer(200, receiver.stats(), {})
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -314,3 +370,38 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (a timeout test): nothing to do
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tracking_adapter.receiver``: run a receiver until SIGTERM or Ctrl-C.
+
+    Prints its URL on the first line; ``GET /stats`` answers the counts as JSON.
+    """
+    import argparse
+    import contextlib
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tracking_adapter.receiver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key")
+    parser.add_argument("--write-key")
+    parser.add_argument("--count-only", action="store_true", help="count events, keep nothing")
+    args = parser.parse_args(argv)
+    receiver = LoopbackReceiver(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        write_key=args.write_key,
+        keep=not args.count_only,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with receiver:
+        print(receiver.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

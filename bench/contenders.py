@@ -1,0 +1,151 @@
+"""Each contender runs in its own process: ``python -m bench.contenders NAME N``.
+
+Prints one JSON line: seconds, peak RSS. The receiver (another process) counts what arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from example_project.profiles.models import Profile  # noqa: E402
+
+PROPERTY_FIELDS = {  # what a user maps by hand in the baseline and the floor
+    "enrichment_first_name": "first_name",
+    "enrichment_last_name": "last_name",
+    "enrichment_full_name": "full_name",
+    "enrichment_avatar": "avatar",
+    "enrichment_city": "city",
+    "enrichment_state": "state",
+    "enrichment_country": "country",
+    "enrichment_country_code": "country_code",
+    "enrichment_time_zone": "time_zone",
+    "enrichment_employment_name": "company",
+    "enrichment_employment_domain": "company_domain",
+    "enrichment_employment_title": "title",
+    "enrichment_employment_seniority": "seniority",
+    "enrichment_linkedin_handle": "linkedin",
+    "enrichment_phone": "phones",
+    "enrichment_email_provider": "enrichment_provider",
+}
+ALL_PROPERTIES = [
+    "enrichment_active_at", "enrichment_avatar", "enrichment_city", "enrichment_country",
+    "enrichment_country_code", "enrichment_email_provider", "enrichment_employment_domain",
+    "enrichment_employment_name", "enrichment_employment_role", "enrichment_employment_seniority",
+    "enrichment_employment_sub_role", "enrichment_employment_title", "enrichment_facebook_handle",
+    "enrichment_first_name", "enrichment_full_name", "enrichment_github_handle",
+    "enrichment_inactive_at", "enrichment_last_name", "enrichment_linkedin_handle",
+    "enrichment_location", "enrichment_phone", "enrichment_state", "enrichment_state_code",
+    "enrichment_time_zone", "enrichment_twitter_handle",
+]  # fmt: skip
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def baseline(count: int, careful: bool) -> None:
+    """What users write today: the Segment client's track() in a loop, then flush()."""
+    from segment.analytics import Client
+
+    client = Client(
+        write_key=settings.BENCH_WRITE_KEY,
+        host=settings.BENCH_ENDPOINT,
+        max_queue_size=count + 1 if careful else 10000,
+    )
+    profiles = Profile.objects.select_related("user", "account").order_by("pk")
+    for profile in profiles.iterator(chunk_size=2000):
+        properties = {name: getattr(profile, field) for name, field in PROPERTY_FIELDS.items()}
+        client.track(
+            user_id=profile.user.username,
+            event="user_enriched",
+            properties=properties,
+            context={"groupId": profile.account.external_id},
+            timestamp=profile.enriched_at,
+        )
+    client.flush()
+    client.join()
+
+
+def project(count: int) -> None:
+    """``manage.py backfill_user_enriched`` as a user runs it."""
+    from django.core.management import call_command
+
+    call_command("backfill_user_enriched", "--batch-size", "1000", verbosity=0)
+
+
+def floor(count: int) -> None:
+    """Raw cursor, the same JSON, the same batch size, no validation, no bookkeeping."""
+    import requests
+
+    columns = ", ".join(f"p.{field}" for field in PROPERTY_FIELDS.values())
+    query = (
+        f"SELECT u.username, a.external_id, p.enriched_at, {columns} FROM profiles_profile p "
+        "JOIN auth_user u ON u.id = p.user_id JOIN profiles_account a ON a.id = p.account_id "
+        "ORDER BY p.id"
+    )
+    names = list(PROPERTY_FIELDS)
+    session = requests.Session()
+    session.headers.update(
+        {"x-api-key": settings.BENCH_API_KEY, "Content-Type": "application/json"}
+    )
+    url = f"{settings.BENCH_ENDPOINT}/api/track"
+    with transaction.atomic(), connection.connection.cursor(name="floor") as cursor:
+        cursor.itersize = 1000
+        cursor.execute(query)
+        while rows := cursor.fetchmany(1000):
+            items = []
+            for username, group, enriched_at, *values in rows:
+                properties = dict.fromkeys(ALL_PROPERTIES, "")
+                properties["enrichment_phone"] = []
+                properties.update(zip(names, values, strict=True))
+                items.append(
+                    {
+                        "user_id": username,
+                        "event_name": "user_enriched",
+                        "properties": properties,
+                        "context": {"group_id": group},
+                        "timestamp": enriched_at.strftime("%Y-%m-%dT%H:%M:%S.")
+                        + f"{enriched_at.microsecond // 1000:03d}Z",
+                    }
+                )
+            body = json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()
+            session.post(url, data=body, timeout=30).raise_for_status()
+
+
+CONTENDERS: dict[str, Callable[[int], None]] = {
+    "baseline-default": lambda n: baseline(n, careful=False),
+    "baseline-careful": lambda n: baseline(n, careful=True),
+    "project": project,
+    "floor": floor,
+}
+
+
+def main() -> None:
+    name, count = sys.argv[1], int(sys.argv[2])
+    started = time.perf_counter()
+    CONTENDERS[name](count)
+    result: dict[str, Any] = {
+        "name": name,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""The benchmark runner: ``make bench`` (or ``python -m bench.run --n 100000 --repeat 3``).
+
+Compares, in one run and on the same data in PostgreSQL (database ``tracking_bench`` on
+127.0.0.1:5432, created if missing):
+
+- backfill throughput: the Segment client in a loop (its defaults, and with a queue big
+  enough to lose nothing), this project's ``backfill_user_enriched``, and the floor (raw
+  cursor, same JSON, same batches, no validation, no bookkeeping), each delivering to a
+  counting receiver in its own process;
+- the save path: tracked vs untracked ``profile.save()``;
+- the worker drain: one and two ``deliver_events --once`` over pending rows.
+
+Prints a table and writes it to ``bench/results/latest.md`` (and ``.json``). Medians of
+``--repeat`` runs; ratios are of medians measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+API_KEY = "bench-api-key"
+WRITE_KEY = "bench-write-key"
+
+
+def ensure_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", user=os.environ.get("PGUSER", "postgres"), dbname="postgres",
+        autocommit=True,
+    ) as conn:  # fmt: skip
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class Receiver:
+    """The counting receiver, in a process of its own so it does not share our GIL."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracking_adapter.receiver", "--count-only",
+             "--api-key", API_KEY, "--write-key", WRITE_KEY],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        self.session = requests.Session()
+
+    def reset(self) -> None:
+        self.session.post(f"{self.url}/reset", timeout=10).raise_for_status()
+
+    def stats(self) -> dict[str, int]:
+        result: dict[str, int] = self.session.get(f"{self.url}/stats", timeout=10).json()
+        return result
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def child(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    parsed: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def receiver_capacity(url: str, seconds: float = 3.0) -> float:
+    """Events/s the receiver absorbs from one client posting ready-made 1,000-event bodies."""
+    item = {
+        "user_id": "user_0000000",
+        "event_name": "user_enriched",
+        "properties": {f"enrichment_{n}": "x" * 20 for n in range(25)},
+        "context": {"group_id": "acct_1"},
+        "timestamp": "2024-01-01T00:00:00.000Z",
+    }
+    session = requests.Session()
+    session.headers.update({"x-api-key": API_KEY, "Content-Type": "application/json"})
+    sent = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        body = json.dumps([{**item, "user_id": f"cap{sent + n}"} for n in range(1000)]).encode()
+        session.post(f"{url}/api/track", data=body, timeout=30).raise_for_status()
+        sent += 1000
+    return sent / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--n", type=int, default=100_000, help="profiles (default 100,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument(
+        "--only",
+        default="backfill,save,drain",
+        help="comma-separated parts: backfill, save, drain",
+    )
+    parser.add_argument(
+        "--contenders",
+        default="baseline-default,baseline-careful,project,floor",
+        help="backfill contenders to run",
+    )
+    parser.add_argument("--saves", type=int, default=2000, help="saves for the save-path part")
+    parser.add_argument("--out", default=str(RESULTS / "latest.md"))
+    args = parser.parse_args(argv)
+    parts = set(args.only.split(","))
+    database = os.environ.get("BENCH_DB", "tracking_bench")
+    ensure_database(database)
+
+    receiver = Receiver()
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.settings", BENCH_ENDPOINT=receiver.url)
+    env["PYTHONPATH"] = str(ROOT)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from bench import seed
+
+    call_command("migrate", verbosity=0)
+    print(f"seeding {args.n:,} profiles in PostgreSQL ({database}) ...", flush=True)
+    seed.reset(args.n)
+
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "n": args.n,
+        "repeat": args.repeat,
+        "machine": f"{os.cpu_count()} cores, {_memory_gb():.0f} GiB, Python {platform.python_version()}",
+        "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    try:
+        if "backfill" in parts:
+            report["receiver_capacity"] = receiver_capacity(receiver.url)
+            report["backfill"] = run_backfill(args, receiver, env)
+        if "save" in parts:
+            seed.clear_outbox()
+            report["save"] = child("bench.savepath", str(args.saves), env=env)
+        if "drain" in parts:
+            report["drain"] = run_drain(args, receiver, env)
+    finally:
+        receiver.stop()
+    text = render(report)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def run_backfill(
+    args: argparse.Namespace, receiver: Receiver, env: dict[str, str]
+) -> dict[str, Any]:
+    from bench import seed
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(args.repeat):
+        for name in args.contenders.split(","):
+            seed.clear_outbox()
+            receiver.reset()
+            result = child("bench.contenders", name, str(args.n), env=env)
+            stats = receiver.stats()
+            result.update(
+                received=stats["items"],
+                distinct=stats["distinct"],
+                duplicates=stats["duplicates"],
+                lost=args.n - stats["distinct"],
+                events_per_s=stats["distinct"] / result["seconds"],
+            )
+            runs.setdefault(name, []).append(result)
+            print(f"  round {round_number + 1}: {name}: {result['events_per_s']:,.0f} events/s, "
+                  f"lost {result['lost']:,}, peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+    summary = {}
+    for name, results in runs.items():
+        summary[name] = {
+            "events_per_s": statistics.median(r["events_per_s"] for r in results),
+            "lost": max(r["lost"] for r in results),
+            "duplicates": max(r["duplicates"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "runs": [round(r["events_per_s"]) for r in results],
+        }
+    return summary
+
+
+def run_drain(args: argparse.Namespace, receiver: Receiver, env: dict[str, str]) -> dict[str, Any]:
+    from django.db import connection
+
+    from bench import seed
+
+    results: dict[str, Any] = {}
+    for workers in (1, 2):
+        seed.clear_outbox()
+        # Record the events without sending them: the outbox holds N pending rows.
+        subprocess.run(
+            [sys.executable, "-m", "django", "backfill_user_enriched", "--no-deliver",
+             "--verbosity", "0"],
+            cwd=ROOT, env=env, check=True,
+        )  # fmt: skip
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE django_app_outboxevent SET next_attempt_at = now(), claim_token = ''"
+            )
+        receiver.reset()
+        started = time.perf_counter()
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "django",
+                    "deliver_events",
+                    "--once",
+                    "--batch-size",
+                    "1000",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for _ in range(workers)
+        ]
+        for process in processes:
+            _, err = process.communicate()
+            if process.returncode:
+                raise SystemExit(f"deliver_events failed:\n{err[-3000:]}")
+        seconds = time.perf_counter() - started
+        stats = receiver.stats()
+        results[f"{workers}_worker"] = {
+            "events_per_s": stats["distinct"] / seconds,
+            "delivered": stats["distinct"],
+            "duplicates": stats["duplicates"],
+            "seconds": seconds,
+        }
+        print(f"  drain with {workers} worker(s): {stats['distinct'] / seconds:,.0f} events/s, "
+              f"{stats['duplicates']} duplicates", flush=True)  # fmt: skip
+    return results
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"Benchmark of {report['date']} on {report['machine']}; N = {report['n']:,} profiles "
+        f"in PostgreSQL, median of {report['repeat']} run(s).",
+        f"Command: `{report['command']}`",
+        "",
+    ]
+    backfill = report.get("backfill")
+    if backfill:
+        lines += [
+            "| backfill contender | events/s | lost | duplicates | peak RSS MB | runs |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name, row in backfill.items():
+            lines.append(
+                f"| {name} | {row['events_per_s']:,.0f} | {row['lost']:,} | {row['duplicates']:,} "
+                f"| {row['peak_rss_mb']:.0f} | {', '.join(f'{r:,}' for r in row['runs'])} |"
+            )
+        ratios = []
+        project = backfill.get("project", {}).get("events_per_s")
+        for other in ("baseline-careful", "floor"):
+            if project and other in backfill:
+                ratios.append(f"project/{other} = {project / backfill[other]['events_per_s']:.2f}")
+        if ratios:
+            lines += ["", "Ratios: " + ", ".join(ratios) + "."]
+        lines.append(
+            f"Receiver capacity (one client, ready-made bodies): "
+            f"{report['receiver_capacity']:,.0f} events/s."
+        )
+    save = report.get("save")
+    if save:
+        lines += [
+            "",
+            f"Save path (median per save, each in its own transaction, {save['saves']:,} saves): "
+            f"tracked {save['tracked_us']:.0f} µs, untracked {save['untracked_us']:.0f} µs, "
+            f"ratio {save['ratio']:.2f}.",
+        ]
+    drain = report.get("drain")
+    if drain:
+        lines += [
+            "",
+            "| worker drain | events/s | delivered | duplicates |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, row in drain.items():
+            lines.append(
+                f"| {name.replace('_', ' ')} | {row['events_per_s']:,.0f} | {row['delivered']:,} "
+                f"| {row['duplicates']:,} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return 0.0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Django settings for the benchmarks: the example project's models on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+from example_project.settings import INSTALLED_APPS, TRACKING_ADAPTER  # noqa: F401
+
+SECRET_KEY = "bench-not-secret"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django_app",
+    "example_project.profiles",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "NAME": os.environ.get("BENCH_DB", "tracking_bench"),
+    }
+}
+BENCH_ENDPOINT = os.environ.get("BENCH_ENDPOINT", "http://127.0.0.1:9")
+BENCH_API_KEY = "bench-api-key"
+BENCH_WRITE_KEY = "bench-write-key"
+TRACKING_ADAPTER = {
+    **TRACKING_ADAPTER,
+    "SINK": "thrivestack",
+    "SINK_OPTIONS": {"api_key": BENCH_API_KEY, "endpoint": f"{BENCH_ENDPOINT}/api"},
+    "DISPATCH": "worker",
+    "BATCH_SIZE": 1000,
+}
