@@ -40,9 +40,11 @@ def ensure_database(name: str) -> None:
     import psycopg
 
     with psycopg.connect(
-        host="127.0.0.1", user=os.environ.get("PGUSER", "postgres"), dbname="postgres",
+        host="127.0.0.1",
+        user=os.environ.get("PGUSER", "postgres"),
+        dbname="postgres",
         autocommit=True,
-    ) as conn:  # fmt: skip
+    ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -52,10 +54,20 @@ class Receiver:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracking_adapter.receiver", "--count-only",
-             "--api-key", API_KEY, "--write-key", WRITE_KEY],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tracking_adapter.receiver",
+                "--count-only",
+                "--api-key",
+                API_KEY,
+                "--write-key",
+                WRITE_KEY,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
         self.session = requests.Session()
@@ -185,8 +197,11 @@ def run_backfill(
                 events_per_s=stats["distinct"] / result["seconds"],
             )
             runs.setdefault(name, []).append(result)
-            print(f"  round {round_number + 1}: {name}: {result['events_per_s']:,.0f} events/s, "
-                  f"lost {result['lost']:,}, peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+            print(
+                f"  round {round_number + 1}: {name}: {result['events_per_s']:,.0f} events/s, "
+                f"lost {result['lost']:,}, peak RSS {result['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     summary = {}
     for name, results in runs.items():
         summary[name] = {
@@ -209,10 +224,19 @@ def run_drain(args: argparse.Namespace, receiver: Receiver, env: dict[str, str])
         seed.clear_outbox()
         # Record the events without sending them: the outbox holds N pending rows.
         subprocess.run(
-            [sys.executable, "-m", "django", "backfill_user_enriched", "--no-deliver",
-             "--verbosity", "0"],
-            cwd=ROOT, env=env, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "backfill_user_enriched",
+                "--no-deliver",
+                "--verbosity",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE django_app_outboxevent SET next_attempt_at = now(), claim_token = ''"
@@ -235,7 +259,7 @@ def run_drain(args: argparse.Namespace, receiver: Receiver, env: dict[str, str])
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for _ in range(workers)
         ]
         for process in processes:
@@ -250,8 +274,11 @@ def run_drain(args: argparse.Namespace, receiver: Receiver, env: dict[str, str])
             "duplicates": stats["duplicates"],
             "seconds": seconds,
         }
-        print(f"  drain with {workers} worker(s): {stats['distinct'] / seconds:,.0f} events/s, "
-              f"{stats['duplicates']} duplicates", flush=True)  # fmt: skip
+        print(
+            f"  drain with {workers} worker(s): {stats['distinct'] / seconds:,.0f} events/s, "
+            f"{stats['duplicates']} duplicates",
+            flush=True,
+        )
     return results
 
 

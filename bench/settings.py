@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from example_project.settings import INSTALLED_APPS, TRACKING_ADAPTER  # noqa: F401
+from example_project.settings import TRACKING_ADAPTER as EXAMPLE_TRACKING_ADAPTER
 
 SECRET_KEY = "bench-not-secret"
 USE_TZ = True
@@ -29,7 +29,7 @@ BENCH_ENDPOINT = os.environ.get("BENCH_ENDPOINT", "http://127.0.0.1:9")
 BENCH_API_KEY = "bench-api-key"
 BENCH_WRITE_KEY = "bench-write-key"
 TRACKING_ADAPTER = {
-    **TRACKING_ADAPTER,
+    **EXAMPLE_TRACKING_ADAPTER,
     "SINK": "thrivestack",
     "SINK_OPTIONS": {"api_key": BENCH_API_KEY, "endpoint": f"{BENCH_ENDPOINT}/api"},
     "DISPATCH": "worker",
