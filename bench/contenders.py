@@ -88,6 +88,13 @@ def project(count: int) -> None:
     call_command("backfill_user_enriched", "--batch-size", "1000", verbosity=0)
 
 
+def project_workers(count: int) -> None:
+    """The same command with ``--workers 2``, as the README suggests on a 2-core machine."""
+    from django.core.management import call_command
+
+    call_command("backfill_user_enriched", "--batch-size", "1000", "--workers", "2", verbosity=0)
+
+
 def floor(count: int) -> None:
     """Raw cursor, the same JSON, the same batch size, no validation, no bookkeeping."""
     import requests
@@ -131,6 +138,7 @@ CONTENDERS: dict[str, Callable[[int], None]] = {
     "baseline-default": lambda n: baseline(n, careful=False),
     "baseline-careful": lambda n: baseline(n, careful=True),
     "project": project,
+    "project-2-workers": project_workers,
     "floor": floor,
 }
 

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--contenders",
-        default="baseline-default,baseline-careful,project,floor",
+        default="baseline-default,baseline-careful,project,project-2-workers,floor",
         help="backfill contenders to run",
     )
     parser.add_argument("--saves", type=int, default=2000, help="saves for the save-path part")
@@ -301,10 +301,11 @@ def render(report: dict[str, Any]) -> str:
                 f"| {row['peak_rss_mb']:.0f} | {', '.join(f'{r:,}' for r in row['runs'])} |"
             )
         ratios = []
-        project = backfill.get("project", {}).get("events_per_s")
-        for other in ("baseline-careful", "floor"):
-            if project and other in backfill:
-                ratios.append(f"project/{other} = {project / backfill[other]['events_per_s']:.2f}")
+        for mine in ("project", "project-2-workers"):
+            ours = backfill.get(mine, {}).get("events_per_s")
+            for other in ("baseline-careful", "floor"):
+                if ours and other in backfill:
+                    ratios.append(f"{mine}/{other} = {ours / backfill[other]['events_per_s']:.2f}")
         if ratios:
             lines += ["", "Ratios: " + ", ".join(ratios) + "."]
         lines.append(

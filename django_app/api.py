@@ -63,10 +63,11 @@ def build_event(
             timestamp = extract(instance, mapping.timestamp)
     if timestamp is not None:
         data["timestamp"] = aware(timestamp)
-    return _validate(data)
+    return validate_event(data)
 
 
-def _validate(data: dict[str, Any]) -> UserEnrichedEvent:
+def validate_event(data: dict[str, Any]) -> UserEnrichedEvent:
+    """Validate event data; errors become one EventValidationError naming every field."""
     try:
         return UserEnrichedEvent.model_validate(data)
     except ValidationError as exc:

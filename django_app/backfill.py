@@ -13,6 +13,7 @@ same message id; re-running skips users whose content the ledger already holds.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,17 +24,18 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, models, router
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from django_app import dispatch
-from django_app.api import build_event
+from django_app.api import build_event, validate_event
 from django_app.conf import app_settings
+from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent
 from django_app.recording import Lease, record_events
 from django_app.runtime import get_sink
-from django_app.source import Source
-from tracking_adapter import EventValidationError, MappingError, UserEnrichedEvent
+from django_app.source import Source, aware
+from tracking_adapter import EventValidationError, MappingError, PropertyMap, UserEnrichedEvent
 from tracking_adapter.sinks import Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
 
@@ -61,6 +63,8 @@ class BackfillOptions:
     force: bool = False
     deliver: bool = True
     dry_run: bool = False
+    # Primary keys this run covers, [start, stop); set for each process of --workers.
+    pk_range: tuple[Any, Any] | None = None
 
 
 MAX_INVALID_ROWS_LISTED = 50
@@ -123,6 +127,7 @@ class Backfill:
         self.emit = emit or (lambda item: None)  # where --dry-run items go
         self.stats = BackfillStats()
         self.stopping = False
+        self.source_label: str | None = None  # --model, for worker processes to rebuild
 
     # -- what to read -------------------------------------------------------------------
     def _paths(self) -> list[str]:
@@ -156,6 +161,11 @@ class Backfill:
             lookup = field_lookup(model, self.source.mapping.user_id)
             if lookup is not None:
                 queryset = queryset.filter(Q(**{f"{lookup}__in": list(self.options.user_ids)}))
+        if self.options.pk_range is not None:
+            start, stop = self.options.pk_range
+            queryset = queryset.filter(pk__gte=start)
+            if stop is not None:
+                queryset = queryset.filter(pk__lt=stop)
         return queryset.order_by("pk")
 
     def _filters_users_in_python(self) -> bool:
@@ -168,8 +178,32 @@ class Backfill:
         total = self.queryset().count()
         return min(total, self.options.limit) if self.options.limit else total
 
+    def columns(self) -> list[str] | None:
+        """ORM lookups to read with ``values_list`` when every path is a plain field path.
+
+        Rows then come back as tuples: no model instances, no ``post_init`` signals, which
+        is most of the cost of reading. Otherwise (properties, methods, a provider payload
+        or a MAPPER) instances are read and mapped like the live path does.
+        """
+        mapping = self.source.mapping
+        properties = mapping.properties
+        if not isinstance(properties, PropertyMap):
+            return None
+        paths = [mapping.user_id, mapping.group_id, self.source.timestamp_path or "pk"]
+        paths += list(properties.fields.values())
+        lookups = []
+        for path in paths:
+            lookup = field_lookup(self.source.model, path) if isinstance(path, str) else None
+            if lookup is None:
+                return None
+            lookups.append(lookup)
+        return ["pk", *lookups]
+
     def batches(self) -> Iterator[list[Any]]:
         queryset = self.queryset()
+        columns = self.columns()
+        if columns is not None:
+            queryset = queryset.values_list(*columns)
         last_pk: Any = None
         remaining = self.options.limit
         while not self.stopping:
@@ -184,7 +218,7 @@ class Backfill:
             rows = list(page[:size])
             if not rows:
                 return
-            last_pk = rows[-1].pk
+            last_pk = rows[-1][0] if columns is not None else rows[-1].pk
             if remaining is not None:
                 remaining -= len(rows)
             yield rows
@@ -193,13 +227,30 @@ class Backfill:
     def build(self, rows: list[Any]) -> list[UserEnrichedEvent]:
         events = []
         wanted = set(map(str, self.options.user_ids)) if self._filters_users_in_python() else None
+        from_tuples = bool(rows) and isinstance(rows[0], tuple)
+        names = list(self.source.mapping.properties.fields) if from_tuples else []  # type: ignore[attr-defined]
+        context = dict(self.source.mapping.context)
+        has_timestamp = self.source.timestamp_path is not None
         for row in rows:
             try:
-                event = build_event(row)
+                if from_tuples:
+                    pk, user_id, group_id, timestamp, *values = row
+                    data = {
+                        "user_id": user_id,
+                        "group_id": group_id,
+                        "properties": dict(zip(names, values, strict=True)),
+                        "context": context,
+                    }
+                    if has_timestamp and timestamp is not None:
+                        data["timestamp"] = aware(timestamp)
+                    event = validate_event(data)
+                else:
+                    pk = row.pk
+                    event = build_event(row)
             except EventValidationError as exc:
                 self.stats.invalid += 1
                 if len(self.stats.invalid_rows) < MAX_INVALID_ROWS_LISTED:
-                    self.stats.invalid_rows.append(f"pk={row.pk}: {exc}")
+                    self.stats.invalid_rows.append(f"pk={pk}: {exc}")
                 continue
             if wanted is not None and event.user_id not in wanted:
                 continue
@@ -229,7 +280,9 @@ class Backfill:
                 recorded = record_events(
                     events, force=self.options.force, lease=lease if sink else None
                 )
-                new_rows = [item.row for item in recorded if item.row is not None]
+                sent = [item for item in recorded if item.row is not None]
+                new_rows = [item.row for item in sent if item.row is not None]
+                new_events = [item.event for item in sent]
                 self.stats.recorded += len(new_rows)
                 self.stats.unchanged += len(recorded) - len(new_rows)
                 if in_flight is not None:
@@ -237,17 +290,17 @@ class Backfill:
                     in_flight = None
                 if sink is not None and new_rows:
                     if overlap:
-                        in_flight = sender.submit(self._send, new_rows, sink)
+                        in_flight = sender.submit(self._send, new_rows, new_events, sink)
                     else:
-                        self._send(new_rows, sink)
+                        self._send(new_rows, new_events, sink)
                 yield self.stats
             if in_flight is not None:
                 in_flight.result()
                 yield self.stats
             sender.submit(connections.close_all).result()  # the sender thread's connection
 
-    def _send(self, rows: list[OutboxEvent], sink: Sink) -> None:
-        outcomes = dispatch.send_claimed(rows, sink)
+    def _send(self, rows: list[Claimed], events: list[UserEnrichedEvent], sink: Sink) -> None:
+        outcomes = dispatch.send_claimed(rows, sink, events)
         settled = dispatch.settle(rows, outcomes, sink)
         self.stats.sent += settled.delivered
         self.stats.to_retry += settled.retried
@@ -274,3 +327,95 @@ class Backfill:
                 continue
             self.stats.recorded += 1
             self.emit(event.to_thrivestack())
+
+
+def add_stats(total: BackfillStats, part: BackfillStats) -> None:
+    for name in ("read", "recorded", "sent", "unchanged", "invalid", "rejected", "to_retry"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    room = MAX_INVALID_ROWS_LISTED - len(total.invalid_rows)
+    total.invalid_rows.extend(part.invalid_rows[:room])
+    for reason, count in part.rejected_reasons.items():
+        total.rejected_reasons[reason] = total.rejected_reasons.get(reason, 0) + count
+
+
+def split_pk_range(backfill: Backfill, parts: int) -> list[tuple[Any, Any]] | None:
+    """``parts`` contiguous integer pk ranges of about equal width, or None if pks aren't ints."""
+    bounds = backfill.queryset().aggregate(low=Min("pk"), high=Max("pk"))
+    low, high = bounds["low"], bounds["high"]
+    if not (isinstance(low, int) and isinstance(high, int)):
+        return None
+    width = max(1, (high - low + parts) // parts)
+    return [(low + i * width, low + (i + 1) * width) for i in range(parts)]
+
+
+def _child(
+    model: str | None,
+    options: BackfillOptions,
+    updates: Any,
+    number: int,
+) -> None:
+    """One --workers process: its own connections, sink and signal handling."""
+    import signal
+
+    from django_app import runtime
+    from django_app.source import build_source
+
+    runtime.reset()  # the parent's sink holds sockets that must not be shared across a fork
+    config = dict(app_settings.SOURCE)
+    source = build_source({**config, "MODEL": model}) if model else runtime.get_source()
+    assert source is not None
+    backfill = Backfill(source, options)
+    signal.signal(signal.SIGINT, lambda *_: setattr(backfill, "stopping", True))
+    try:
+        for stats in backfill.run():
+            updates.put((number, stats, False))
+        updates.put((number, backfill.stats, True))
+    except BaseException as exc:  # reported to the parent, which fails the command
+        updates.put((number, f"{type(exc).__name__}: {exc}", True))
+    finally:
+        connections.close_all()
+
+
+def run_parallel(backfill: Backfill, workers: int, model: str | None) -> Iterator[BackfillStats]:
+    """Run ``workers`` processes over disjoint pk ranges; yields the combined stats as they go.
+
+    Each process reads, records and sends its own range exactly as a single run would, so
+    the guarantees are the same; the database and the sink see ``workers`` writers.
+    """
+    import multiprocessing
+
+    ranges = split_pk_range(backfill, workers)
+    if ranges is None:
+        yield from backfill.run()
+        return
+    context = multiprocessing.get_context("fork")
+    updates = context.Queue()
+    connections.close_all()  # children must open their own connections
+    processes = []
+    for number, pk_range in enumerate(ranges):
+        options = dataclasses.replace(backfill.options, pk_range=pk_range)
+        process = context.Process(
+            target=_child, args=(backfill.source_label, options, updates, number)
+        )
+        process.start()
+        processes.append(process)
+    latest: dict[int, BackfillStats] = {}
+    finished: set[int] = set()
+    errors: list[str] = []
+    while len(finished) < len(processes):
+        number, stats, done = updates.get()
+        if isinstance(stats, str):
+            errors.append(stats)
+        else:
+            latest[number] = stats
+        if done:
+            finished.add(number)
+        total = BackfillStats()
+        for part in latest.values():
+            add_stats(total, part)
+        backfill.stats = total
+        yield total
+    for process in processes:
+        process.join()
+    if errors:
+        raise RuntimeError("a backfill worker failed: " + "; ".join(errors))

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -33,7 +33,20 @@ from tracking_adapter.sinks.base import Status as OutcomeStatus
 
 logger = logging.getLogger("django_app.dispatch")
 
-_FIELDS = ("id", "message_id", "user_id", "payload", "attempts", "claim_token")
+
+@dataclass(slots=True)
+class Claimed:
+    """An outbox row in the hands of one sender: what sending and settling it needs."""
+
+    pk: int
+    message_id: str
+    user_id: str
+    attempts: int
+    claim_token: str
+    payload: Any = None
+
+
+_FIELDS = ("pk", "message_id", "user_id", "attempts", "claim_token", "payload")
 
 
 @dataclass
@@ -54,7 +67,7 @@ class DrainStats:
 
 def claim(
     batch_size: int, *, ids: Sequence[int] | None = None, using: str | None = None
-) -> list[OutboxEvent]:
+) -> list[Claimed]:
     """Lease up to ``batch_size`` due pending rows (only among ``ids`` if given)."""
     using = using or router.db_for_write(OutboxEvent)
     now = timezone.now()
@@ -81,20 +94,29 @@ def claim(
             return []
         # next_attempt_at == lease_until finds the claimed rows through the due index.
         rows = manager.filter(status=Status.PENDING, next_attempt_at=lease_until, claim_token=token)
-    return list(rows.only(*_FIELDS).order_by("id"))
+    return [Claimed(*values) for values in rows.order_by("id").values_list(*_FIELDS)]
 
 
-def send_claimed(rows: Sequence[OutboxEvent], sink: Sink) -> list[Outcome]:
-    """Send the claimed rows through ``sink``; never raises."""
+def send_claimed(
+    rows: Sequence[Claimed],
+    sink: Sink,
+    events: Sequence[UserEnrichedEvent] | None = None,
+) -> list[Outcome]:
+    """Send the claimed rows through ``sink``; never raises.
+
+    ``events``: the rows' events when the caller already holds them (a backfill that just
+    built them), which spares validating each stored payload again.
+    """
     outcomes: list[Outcome | None] = [None] * len(rows)
-    events: list[UserEnrichedEvent] = []
-    positions: list[int] = []
-    for position, row in enumerate(rows):
-        try:
-            events.append(UserEnrichedEvent.model_validate(row.payload))
-            positions.append(position)
-        except ValidationError as exc:
-            outcomes[position] = Outcome.rejected(f"stored payload is not a valid event: {exc}")
+    positions: list[int] = list(range(len(rows))) if events is not None else []
+    if events is None:
+        events = []
+        for position, row in enumerate(rows):
+            try:
+                events.append(UserEnrichedEvent.model_validate(row.payload))
+                positions.append(position)
+            except ValidationError as exc:
+                outcomes[position] = Outcome.rejected(f"stored payload is not a valid event: {exc}")
     if events:
         try:
             result = sink.send(events)
@@ -112,7 +134,7 @@ def send_claimed(rows: Sequence[OutboxEvent], sink: Sink) -> list[Outcome]:
 
 
 def settle(
-    rows: Sequence[OutboxEvent],
+    rows: Sequence[Claimed],
     outcomes: Sequence[Outcome],
     sink: Sink,
     *,
@@ -132,15 +154,7 @@ def settle(
     config_errors: list[str] = []
     with transaction.atomic(using=using):
         if delivered:
-            token = rows[0].claim_token
-            stats.delivered = manager.filter(pk__in=delivered, claim_token=token).update(
-                status=Status.DELIVERED,
-                delivered_at=now,
-                attempts=F("attempts") + 1,
-                lease_expires_at=None,
-                last_error="",
-                sink=sink_name,
-            )
+            stats.delivered = _mark_delivered(delivered, rows[0].claim_token, now, sink_name, using)
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome.status is OutcomeStatus.DELIVERED:
                 continue
@@ -197,6 +211,34 @@ def settle(
             SETTING_NAME,
         )
     return stats
+
+
+def _mark_delivered(ids: list[int], token: str, now: datetime, sink_name: str, using: str) -> int:
+    """One UPDATE for a delivered batch. On PostgreSQL the ids go as one array parameter;
+    the ORM's ``pk__in`` prepares a thousand parameters one by one."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return (
+            OutboxEvent.objects.using(using)
+            .filter(pk__in=ids, claim_token=token)
+            .update(
+                status=Status.DELIVERED,
+                delivered_at=now,
+                attempts=F("attempts") + 1,
+                lease_expires_at=None,
+                last_error="",
+                sink=sink_name,
+            )
+        )
+    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, delivered_at = %s, updated_at = %s, "
+            "attempts = attempts + 1, lease_expires_at = NULL, last_error = '', sink = %s "
+            "WHERE id = ANY(%s) AND claim_token = %s",
+            [Status.DELIVERED.value, now, now, sink_name, ids, token],
+        )
+        return int(cursor.rowcount)
 
 
 def drain(

@@ -20,8 +20,8 @@ class OutboxEvent(models.Model):
     and stamping ``claim_token``; a row whose lease expired (the worker died) is due again.
     """
 
-    message_id = models.CharField(max_length=100, unique=True)
-    user_id = models.CharField(max_length=255, db_index=True)
+    message_id = models.CharField(max_length=100)
+    user_id = models.CharField(max_length=255)
     group_id = models.CharField(max_length=255, blank=True)
     content_hash = models.CharField(max_length=64, blank=True)
     payload = models.JSONField(help_text="The validated event, as the sink will receive it.")
@@ -39,15 +39,29 @@ class OutboxEvent(models.Model):
     class Meta:
         verbose_name = "outbox event"
         ordering = ("-id",)
+        # Every index is paid for on the save path, so each one earns its place: constraints
+        # and indexes are declared here rather than with unique=/db_index=, which on
+        # PostgreSQL add a second, LIKE-only index per text column. Partial indexes only
+        # hold the rows they serve (and only get written for those).
+        constraints = [
+            models.UniqueConstraint(fields=["message_id"], name="django_app_outbox_message_id"),
+        ]
         indexes = [
-            # Claiming reads only due pending rows; a partial index stays small however
-            # many delivered rows the table keeps.
+            # Claiming reads only due pending rows.
             models.Index(
                 fields=["next_attempt_at", "id"],
                 condition=Q(status="pending"),
                 name="django_app_outbox_due",
             ),
-            models.Index(fields=["status", "created_at"], name="django_app_outbox_status"),
+            models.Index(fields=["user_id"], name="django_app_outbox_user"),
+            # prune_events: delivered rows by age.
+            models.Index(
+                fields=["delivered_at"],
+                condition=Q(status="delivered"),
+                name="django_app_outbox_delivered",
+            ),
+            # The admin's "dead" filter, and anyone looking for what needs a person.
+            models.Index(fields=["id"], condition=Q(status="dead"), name="django_app_outbox_dead"),
         ]
 
     def __str__(self) -> str:
@@ -60,7 +74,7 @@ class LedgerEntry(models.Model):
     The automatic source, the signal and the backfill all consult it.
     """
 
-    user_id = models.CharField(max_length=255, unique=True)
+    user_id = models.CharField(max_length=255)
     content_hash = models.CharField(max_length=64)
     message_id = models.CharField(max_length=100)
     recorded_at = models.DateTimeField(default=timezone.now)
@@ -68,6 +82,9 @@ class LedgerEntry(models.Model):
     class Meta:
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(fields=["user_id"], name="django_app_ledger_user"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.content_hash[:12]}"

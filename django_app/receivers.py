@@ -28,10 +28,16 @@ def on_user_enriched(sender: Any, instance: Any = None, **kwargs: Any) -> None:
     track_enrichment(instance, force=force, **kwargs)
 
 
+_MUTABLE = (dict, list, set, bytearray)
+
+
 def _snapshot(instance: models.Model, fields: frozenset[str]) -> dict[str, Any]:
     values = instance.__dict__
-    # Copies, so a JSON payload edited in place still compares as changed.
-    return {name: copy.deepcopy(values.get(name)) for name in fields}
+    # Copies of mutable values, so a JSON payload edited in place still compares as changed.
+    return {
+        name: copy.deepcopy(value) if isinstance(value := values.get(name), _MUTABLE) else value
+        for name in fields
+    }
 
 
 def on_source_init(sender: type[models.Model], instance: models.Model, **_kwargs: Any) -> None:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from django_app import dispatch
 from django_app.conf import app_settings
+from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.runtime import secrets
 from tracking_adapter import (
@@ -42,7 +43,7 @@ class Recorded:
     """What ``record_event`` did: ``row`` is None when the content was already recorded."""
 
     event: UserEnrichedEvent
-    row: OutboxEvent | None
+    row: Claimed | None
 
     @property
     def created(self) -> bool:
@@ -74,10 +75,92 @@ def record_event(
     May raise ``DatabaseError``; callers on the save path use ``safe_record``.
     """
     using = using or router.db_for_write(OutboxEvent)
-    [recorded] = record_events([event], force=force, skip_empty=skip_empty, using=using)
+    if connections[using].vendor == "postgresql" and not _capture:
+        recorded = _record_one_statement(event, force=force, skip_empty=skip_empty, using=using)
+    else:
+        [recorded] = record_events([event], force=force, skip_empty=skip_empty, using=using)
     if recorded.row is not None:
         dispatch.request_delivery([recorded.row.pk], using=using)
     return recorded
+
+
+def _record_one_statement(
+    event: UserEnrichedEvent, *, force: bool, skip_empty: bool, using: str
+) -> Recorded:
+    """The save path on PostgreSQL: the ledger check, the ledger update and the outbox
+    insert in one statement, so a tracked save costs one round trip more than an untracked one.
+
+    The ledger upsert returns a row only when the user's content changed (or ``force``);
+    the outbox insert happens only then. No savepoint: neither part can conflict (the
+    ledger upserts on its key, the outbox skips a message id it already holds).
+    """
+    event = apply_exclusions(event)
+    connection = connections[using]
+    now = timezone.now()
+    if event.has_default_message_id:
+        # Unique per recording: the same content recorded again later (A, then B, then A)
+        # must not reuse the id an earlier event was sent with.
+        event = event.model_copy(update={"message_id": chain_message_id(now.isoformat(), event)})
+    content_hash = event.content_hash()
+    empty = skip_empty and not any(event.properties.to_wire().values())
+    quote = connection.ops.quote_name
+    ledger = quote(LedgerEntry._meta.db_table)
+    outbox = quote(OutboxEvent._meta.db_table)
+    values = _outbox_values(event, content_hash, now, None)
+    columns = list(values)
+    if empty:
+        # A blank profile is not news for a user never recorded: only update an existing entry.
+        changed = (
+            f"UPDATE {ledger} AS l SET content_hash = %s, message_id = %s, recorded_at = %s "
+            "WHERE l.user_id = %s AND (l.content_hash <> %s OR %s) RETURNING 1"
+        )
+        changed_params: list[Any] = [
+            content_hash, event.message_id, now, event.user_id, content_hash, force
+        ]  # fmt: skip
+    else:
+        changed = (
+            f"INSERT INTO {ledger} AS l (user_id, content_hash, message_id, recorded_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
+            "content_hash = EXCLUDED.content_hash, message_id = EXCLUDED.message_id, "
+            "recorded_at = EXCLUDED.recorded_at "
+            "WHERE l.content_hash <> EXCLUDED.content_hash OR %s RETURNING 1"
+        )
+        changed_params = [event.user_id, content_hash, event.message_id, now, force]
+    sql = (
+        f"WITH changed AS ({changed}) "
+        f"INSERT INTO {outbox} ({', '.join(quote(c) for c in columns)}) "
+        f"SELECT {', '.join(['%s'] * len(columns))} WHERE EXISTS (SELECT 1 FROM changed) "
+        "ON CONFLICT (message_id) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*changed_params, *values.values()])
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return Recorded(event, None)
+    return Recorded(event, Claimed(inserted[0], event.message_id, event.user_id, 0, ""))
+
+
+def _outbox_values(
+    event: UserEnrichedEvent, content_hash: str, now: datetime, lease: Lease | None
+) -> dict[str, Any]:
+    """Column values of one new outbox row (for raw inserts and COPY), keyed by column."""
+    return {
+        "message_id": event.message_id,
+        "user_id": event.user_id,
+        "group_id": event.group_id,
+        "content_hash": content_hash,
+        "payload": event.to_json().decode("utf-8"),
+        "status": Status.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": lease.until if lease else now,
+        "lease_expires_at": lease.until if lease else None,
+        "claim_token": lease.token if lease else "",
+        "sink": "",
+        "last_error": "",
+        "created_at": now,
+        "updated_at": now,
+        "delivered_at": None,
+    }
 
 
 @dataclass(frozen=True)
@@ -111,13 +194,7 @@ def record_events(
     hashes = [event.content_hash() for event in events]
     now = timezone.now()
     with transaction.atomic(using=using):
-        ledger = {
-            user_id: (content_hash, message_id)
-            for user_id, content_hash, message_id in LedgerEntry.objects.using(using)
-            .select_for_update()
-            .filter(user_id__in={event.user_id for event in events})
-            .values_list("user_id", "content_hash", "message_id")
-        }
+        ledger = read_ledger({event.user_id for event in events}, using)
         chosen: dict[str, int] = {}  # user id -> index of the event to record (the last wins)
         for index, (event, content_hash) in enumerate(zip(events, hashes, strict=True)):
             previous = ledger.get(event.user_id)
@@ -125,7 +202,7 @@ def record_events(
                 continue
             if previous is None and skip_empty and not any(event.properties.to_wire().values()):
                 continue
-            if previous is not None and event.message_id == event.derive_message_id():
+            if previous is not None and event.has_default_message_id:
                 # A re-recording (forced, or content that changed back) must not reuse an
                 # id already sent; chaining on the previous id keeps ids deterministic.
                 events[index] = event.model_copy(
@@ -142,36 +219,130 @@ def record_events(
             if lease
             else {}
         )
-        rows = OutboxEvent.objects.using(using).bulk_create(
-            [
-                OutboxEvent(
-                    message_id=events[i].message_id,
-                    user_id=events[i].user_id,
-                    group_id=events[i].group_id,
-                    content_hash=hashes[i],
-                    payload=events[i].model_dump(mode="json"),
-                    created_at=now,
-                    **extra,
-                )
-                for i in indexes
-            ]
-        )
-        LedgerEntry.objects.using(using).bulk_create(
-            [
-                LedgerEntry(
-                    user_id=events[i].user_id,
-                    content_hash=hashes[i],
-                    message_id=events[i].message_id,
-                    recorded_at=now,
-                )
-                for i in indexes
-            ],
-            update_conflicts=True,
-            unique_fields=["user_id"],
-            update_fields=["content_hash", "message_id", "recorded_at"],
+        claim_token = lease.token if lease else ""
+        chosen_events = [events[i] for i in indexes]
+        if connections[using].vendor == "postgresql" and len(indexes) >= COPY_THRESHOLD:
+            pks = copy_outbox(chosen_events, [hashes[i] for i in indexes], now, lease, using)
+        else:
+            created = OutboxEvent.objects.using(using).bulk_create(
+                [
+                    OutboxEvent(
+                        message_id=event.message_id,
+                        user_id=event.user_id,
+                        group_id=event.group_id,
+                        content_hash=hashes[i],
+                        payload=event.model_dump(mode="json"),
+                        created_at=now,
+                        **extra,
+                    )
+                    for i, event in zip(indexes, chosen_events, strict=True)
+                ]
+            )
+            pks = [row.pk for row in created]
+        rows = [
+            Claimed(pk, event.message_id, event.user_id, 0, claim_token)
+            for pk, event in zip(pks, chosen_events, strict=True)
+        ]
+        write_ledger(
+            [(events[i].user_id, hashes[i], events[i].message_id) for i in indexes], now, using
         )
     by_index = dict(zip(indexes, rows, strict=True))
     return [Recorded(event, by_index.get(index)) for index, event in enumerate(events)]
+
+
+COPY_THRESHOLD = 50  # below this, one INSERT is as quick and simpler
+
+
+def _server_bound_cursor(connection: Any) -> Any:
+    """A psycopg cursor binding parameters server-side (Django's binds client-side), so a
+    list goes to PostgreSQL as one binary array rather than escaped text."""
+    import psycopg  # PostgreSQL only: the backend's own driver
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def read_ledger(user_ids: set[str], using: str) -> dict[str, tuple[str, str]]:
+    """``user_id -> (content_hash, message_id)`` for these users, locked until commit."""
+    connection = connections[using]
+    if connection.vendor == "postgresql" and len(user_ids) >= COPY_THRESHOLD:
+        # One array parameter, bound server-side, instead of a thousand quoted literals.
+        table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+        with _server_bound_cursor(connection) as cursor:
+            cursor.execute(
+                f"SELECT user_id, content_hash, message_id FROM {table} "
+                "WHERE user_id = ANY(%s) FOR UPDATE",
+                [list(user_ids)],
+            )
+            return {user_id: (digest, message_id) for user_id, digest, message_id in cursor}
+    return {
+        user_id: (content_hash, message_id)
+        for user_id, content_hash, message_id in LedgerEntry.objects.using(using)
+        .select_for_update()
+        .filter(user_id__in=user_ids)
+        .values_list("user_id", "content_hash", "message_id")
+    }
+
+
+def write_ledger(entries: list[tuple[str, str, str]], now: datetime, using: str) -> None:
+    """Upsert ``(user_id, content_hash, message_id)`` entries."""
+    if not entries:
+        return
+    connection = connections[using]
+    if connection.vendor == "postgresql" and len(entries) >= COPY_THRESHOLD:
+        table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+        user_ids, hashes, message_ids = (list(column) for column in zip(*entries, strict=True))
+        with _server_bound_cursor(connection) as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (user_id, content_hash, message_id, recorded_at) "
+                "SELECT u, h, m, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(u, h, m) "
+                "ON CONFLICT (user_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
+                "message_id = EXCLUDED.message_id, recorded_at = EXCLUDED.recorded_at",
+                [now, user_ids, hashes, message_ids],
+            )
+        return
+    LedgerEntry.objects.using(using).bulk_create(
+        [
+            LedgerEntry(user_id=u, content_hash=h, message_id=m, recorded_at=now)
+            for u, h, m in entries
+        ],
+        update_conflicts=True,
+        unique_fields=["user_id"],
+        update_fields=["content_hash", "message_id", "recorded_at"],
+    )
+
+
+def copy_outbox(
+    events: list[UserEnrichedEvent],
+    hashes: list[str],
+    now: datetime,
+    lease: Lease | None,
+    using: str,
+) -> list[int]:
+    """Insert outbox rows with PostgreSQL's ``COPY``; returns their pks, in order.
+
+    ``bulk_create`` sends JSON payloads as text arrays that the driver escapes character by
+    character, and builds a model instance per row: together most of a backfill's database
+    time. ``COPY`` streams the rows as they are; ids are taken from the sequence first.
+    """
+    connection = connections[using]
+    table = OutboxEvent._meta.db_table
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, len(events)],
+        )
+        pks = [pk for (pk,) in cursor.fetchall()]
+        rows = [
+            {"id": pk, **_outbox_values(event, content_hash, now, lease)}
+            for pk, event, content_hash in zip(pks, events, hashes, strict=True)
+        ]
+        columns = ", ".join(quote(column) for column in rows[0])
+        with cursor.cursor.copy(f"COPY {quote(table)} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(list(row.values()))
+    return pks
 
 
 def chain_message_id(previous: str, event: UserEnrichedEvent) -> str:

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -31,6 +32,7 @@ MESSAGE_ID_MAX_LENGTH = 100  # Segment's limit; ThriveStack has none.
 
 # uuid5 namespace for derived message ids; fixed forever so ids stay stable across releases.
 _MESSAGE_ID_NAMESPACE = uuid.UUID("5b0f2a56-1c39-4c3b-9a8e-7d7e6a1f0c21")
+_NAMESPACE_BYTES = _MESSAGE_ID_NAMESPACE.bytes
 
 # The spec's table, in its order (it happens to be alphabetical).
 PROPERTY_DESCRIPTIONS: dict[str, str] = {
@@ -95,11 +97,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def _type_name(value: object) -> str:
     return type(value).__name__
 
 
 def _check_text(value: str) -> str:
+    if value.isascii():  # the common case, and ASCII cannot hold a lone surrogate
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -245,17 +253,40 @@ class EnrichmentProperties(BaseModel):
                 phones.append(_check_text(item))
         return phones
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EnrichmentProperties):
+            return NotImplemented
+        return self.__dict__ == other.__dict__ and self.extra == other.extra
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # Bumped by every assignment, so an event's cached serialisation knows it is stale.
+    _revision: int = PrivateAttr(default=0)
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in type(self).model_fields and not name.startswith("_"):
+        if name.startswith("_"):
+            super().__setattr__(name, value)
+            return
+        if name not in type(self).model_fields:
             # Validate an extra before it lands in __pydantic_extra__, not after.
             type(self).model_validate({name: value})
         super().__setattr__(name, value)
+        self._revision += 1
 
     @model_validator(mode="after")
     def _extras_are_json(self) -> EnrichmentProperties:
-        for name, value in (self.__pydantic_extra__ or {}).items():
-            check_json_compatible(value, name)
+        extra = self.__pydantic_extra__
+        if extra:
+            for name, value in extra.items():
+                check_json_compatible(value, name)
+            if list(extra) != sorted(extra):
+                # One order for extras whatever the source's, so equal content hashes equal.
+                self.__pydantic_extra__ = dict(sorted(extra.items()))
         return self
+
+    def to_json(self) -> bytes:
+        """The properties object as compact UTF-8 JSON (the wire form, serialised in Rust)."""
+        return self.__pydantic_serializer__.to_json(self)
 
     def to_wire(self) -> dict[str, Any]:
         """The properties object as sent: the 25 in the spec's order, then extras as given."""
@@ -295,6 +326,11 @@ class UserEnrichedEvent(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    # Serialisations computed once and reused, until the properties or group change.
+    _content_hash: tuple[Any, str] | None = PrivateAttr(default=None)
+    _properties_json: tuple[Any, bytes] | None = PrivateAttr(default=None)
+    _derived_id: str | None = PrivateAttr(default=None)
 
     user_id: str = Field(description="The unique identifier of the user.")
     group_id: str = Field(description="The unique identifier of the user's account.")
@@ -386,7 +422,25 @@ class UserEnrichedEvent(BaseModel):
     def _derive_message_id(self) -> UserEnrichedEvent:
         if not self.message_id:
             self.message_id = self.derive_message_id()
+            (self.__pydantic_private__ or {})["_derived_id"] = self.message_id
         return self
+
+    @property
+    def has_default_message_id(self) -> bool:
+        """True when ``message_id`` is the derived default, not one the caller chose."""
+        private = self.__pydantic_private__ or {}
+        derived = private.get("_derived_id")
+        if derived is None:  # built with an explicit id, or copied: compare the slow way
+            return self.message_id == self.derive_message_id()
+        return bool(self.message_id == derived)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal fields make equal events; the serialisation caches must not count.
+        if not isinstance(other, UserEnrichedEvent):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     def content_hash(self) -> str:
         """SHA-256 of what the enrichment says (group and properties), not of when it was sent.
@@ -394,19 +448,75 @@ class UserEnrichedEvent(BaseModel):
         Two events with the same content hash for the same user carry the same information;
         the Django app's ledger uses this to send each change once.
         """
-        content = {"group_id": self.group_id, "properties": self.properties.to_wire()}
-        return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+        key = self._cache_key()
+        private = self.__pydantic_private__ or {}
+        cached: tuple[Any, str] | None = private.get("_content_hash")
+        if cached is None or cached[0] != key:
+            content = _json_bytes(self.group_id) + b"\x1f" + self.properties_json()
+            cached = private["_content_hash"] = (key, hashlib.sha256(content).hexdigest())
+        return cached[1]
+
+    def properties_json(self) -> bytes:
+        """The properties as sent, serialised once and reused for the hash, store and wire."""
+        key = self._cache_key()
+        private = self.__pydantic_private__ or {}
+        cached: tuple[Any, bytes] | None = private.get("_properties_json")
+        if cached is None or cached[0] != key:
+            cached = private["_properties_json"] = (key, self.properties.to_json())
+        return cached[1]
+
+    def _cache_key(self) -> tuple[str, int, int]:
+        properties = self.properties
+        # Read the private dict directly: pydantic's attribute path for it is slow.
+        revision = (properties.__pydantic_private__ or {}).get("_revision", 0)
+        return (self.group_id, id(properties), revision)
+
+    def to_thrivestack_json(self) -> bytes:
+        """``to_thrivestack()`` as compact UTF-8 JSON, without building the dict first."""
+        context = _json_bytes({"group_id": self.group_id, **self.context})
+        return b"".join(
+            (
+                b'{"user_id":',
+                _json_bytes(self.user_id),
+                b',"event_name":"user_enriched","properties":',
+                self.properties_json(),
+                b',"context":',
+                context,
+                b',"timestamp":"',
+                format_timestamp(self.timestamp).encode("ascii"),
+                b'"}',
+            )
+        )
+
+    def to_json(self) -> bytes:
+        """The whole event as compact UTF-8 JSON; ``model_validate_json`` reads it back."""
+        return b"".join(
+            (
+                b'{"user_id":',
+                _json_bytes(self.user_id),
+                b',"group_id":',
+                _json_bytes(self.group_id),
+                b',"properties":',
+                self.properties_json(),
+                b',"timestamp":"',
+                format_timestamp(self.timestamp).encode("ascii"),
+                b'","context":',
+                _json_bytes(self.context),
+                b',"message_id":',
+                _json_bytes(self.message_id),
+                b"}",
+            )
+        )
 
     def derive_message_id(self) -> str:
         """The stable default id: same user, content and time give the same id."""
-        key = canonical_json(
-            {
-                "user_id": self.user_id,
-                "content": self.content_hash(),
-                "timestamp": format_timestamp(self.timestamp),
-            }
-        )
-        return str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, key))
+        key = f"{self.user_id}\x1f{self.content_hash()}\x1f{format_timestamp(self.timestamp)}"
+        digest = bytearray(hashlib.sha256(_NAMESPACE_BYTES + key.encode("utf-8")).digest()[:16])
+        # Shaped as an RFC 9562 name-based (version 5) UUID, from SHA-256 rather than SHA-1.
+        digest[6] = (digest[6] & 0x0F) | 0x50
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        h = digest.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def to_thrivestack(self) -> dict[str, Any]:
         """The ThriveStack ``/track`` item (the request body is an array of these)."""

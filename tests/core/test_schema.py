@@ -246,7 +246,7 @@ class TestExtras:
         assert props.extra == {"source": "apollo", "score": 0.9, "tags": ["a", {"b": 1}]}
         assert props.to_wire()["source"] == "apollo"
 
-    def test_to_wire_order_is_spec_order_then_extras_in_given_order(self):
+    def test_to_wire_order_is_spec_order_then_extras_sorted_by_name(self):
         props = EnrichmentProperties.model_validate(
             {
                 "zz_extra": 1,
@@ -255,7 +255,20 @@ class TestExtras:
                 "enrichment_active_at": "a",
             }
         )
-        assert list(props.to_wire()) == [*SPEC_PROPERTY_ORDER, "zz_extra", "aa_extra"]
+        assert list(props.to_wire()) == [*SPEC_PROPERTY_ORDER, "aa_extra", "zz_extra"]
+
+    def test_equal_content_in_any_order_hashes_the_same(self):
+        first = UserEnrichedEvent(user_id="u", group_id="g", properties={"b": 1, "a": 2})
+        second = UserEnrichedEvent(user_id="u", group_id="g", properties={"a": 2, "b": 1})
+        assert first.content_hash() == second.content_hash()
+
+    def test_a_change_after_validation_is_what_gets_hashed_and_sent(self):
+        event = UserEnrichedEvent(user_id="u", group_id="g", properties={"enrichment_city": "A"})
+        before = event.content_hash()
+        event.properties.enrichment_city = "B"
+        assert event.content_hash() != before
+        assert b'"enrichment_city":"B"' in event.to_thrivestack_json()
+        assert EnrichmentProperties(enrichment_city="B") == event.properties
 
     def test_to_wire_extras_are_deep_copies(self):
         props = EnrichmentProperties.model_validate({"nested": {"list": [1, 2]}})

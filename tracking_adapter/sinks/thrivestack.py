@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import requests
 
 from tracking_adapter.errors import ConfigurationError
@@ -62,8 +60,7 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         self._session.verify = verify
 
     def encode(self, event: UserEnrichedEvent) -> tuple[bytes, int]:
-        body = json.dumps(event.to_thrivestack(), ensure_ascii=False, separators=(",", ":"))
-        data = body.encode("utf-8")
+        data = event.to_thrivestack_json()
         return data, len(data)
 
     def post(self, payloads: list[bytes]) -> Reply:

@@ -17,10 +17,11 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from django_app.backfill import Backfill, BackfillOptions, BackfillStats
+from django_app.backfill import Backfill, BackfillOptions, BackfillStats, run_parallel
 from django_app.conf import SETTING_NAME, app_settings
 from django_app.runtime import get_source
 from django_app.source import build_source
@@ -68,6 +69,13 @@ class Command(BaseCommand):
             "--force", action="store_true", help="send even users whose content was already sent"
         )
         parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="processes sharing the work by primary-key range (default 1; 2 suits a "
+            "2-core machine on PostgreSQL)",
+        )
+        parser.add_argument(
             "--deliver",
             action=argparse.BooleanOptionalAction,
             default=True,
@@ -80,6 +88,13 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1")
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
+        workers = options["workers"]
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        if workers > 1 and (options["limit"] or options["dry_run"]):
+            raise CommandError("--workers works without --limit and --dry-run")
+        if workers > 1 and connection.vendor == "sqlite":
+            raise CommandError("--workers needs a database with concurrent writers (PostgreSQL)")
         source = self._source(options["model"])
         run_options = BackfillOptions(
             batch_size=options["batch_size"],
@@ -95,6 +110,7 @@ class Command(BaseCommand):
         backfill = Backfill(
             source, run_options, emit=lambda item: out.write(json.dumps(item, ensure_ascii=False))
         )
+        backfill.source_label = options["model"]
         verbosity = options["verbosity"]
         # With --dry-run, stdout carries the JSON lines; the summary goes to stderr.
         report = self.stderr if run_options.dry_run else self.stdout
@@ -107,6 +123,7 @@ class Command(BaseCommand):
         previous = signal.getsignal(signal.SIGINT)
 
         def stop(signum: int, frame: FrameType | None) -> None:
+            # Worker processes get the same Ctrl-C from the terminal and stop on their own.
             if backfill.stopping:  # a second Ctrl-C: stop now
                 signal.signal(signal.SIGINT, previous)
                 raise KeyboardInterrupt
@@ -116,7 +133,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         started = time.monotonic()
         try:
-            for stats in backfill.run():
+            progress_source = (
+                run_parallel(backfill, workers, options["model"]) if workers > 1 else backfill.run()
+            )
+            for stats in progress_source:
                 if progress:
                     self._progress(stats, total, time.monotonic() - started)
         except MappingError as exc:

@@ -1,0 +1,89 @@
+"""The fast paths keep the same behaviour as the general ones."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from django_app.backfill import Backfill, BackfillOptions
+from django_app.models import OutboxEvent, Status
+from django_app.recording import _outbox_values
+from django_app.runtime import get_source
+from tests.django.helpers import make_profile, thrivestack_to, tracking
+from tests.django.test_backfill import existing_profiles
+from tracking_adapter import UserEnrichedEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FIELD_PATH_SOURCE = {
+    "MODEL": "testapp.Profile",
+    "USER_ID": "user.username",
+    "GROUP_ID": "account.external_id",
+    "TIMESTAMP": "enriched_at",
+    "PROPERTIES": {"enrichment_city": "city", "enrichment_employment_name": "company"},
+}
+
+
+def test_raw_inserts_write_every_outbox_column():
+    event = UserEnrichedEvent(user_id="u", group_id="g")
+    columns = {f.column for f in OutboxEvent._meta.concrete_fields} - {"id"}
+    assert set(_outbox_values(event, event.content_hash(), datetime.now(UTC), None)) == columns
+
+
+def test_reading_tuples_builds_the_same_events_as_reading_instances(settings):
+    settings.TRACKING_ADAPTER = tracking(SOURCE=FIELD_PATH_SOURCE)
+    existing_profiles(20)
+    fast = Backfill(get_source(), BackfillOptions(batch_size=50))
+    assert fast.columns() is not None
+    [rows] = list(fast.batches())
+    from_tuples = fast.build(rows)
+
+    settings.TRACKING_ADAPTER = tracking(
+        SOURCE={
+            **FIELD_PATH_SOURCE,
+            "PROPERTIES": {
+                "enrichment_city": lambda p: p.city,  # a callable forces the instance path
+                "enrichment_employment_name": "company",
+            },
+        }
+    )
+    slow = Backfill(get_source(), BackfillOptions(batch_size=50))
+    assert slow.columns() is None
+    [instances] = list(slow.batches())
+    from_instances = slow.build(instances)
+
+    assert [e.to_thrivestack() for e in from_tuples] == [e.to_thrivestack() for e in from_instances]
+    assert [e.message_id for e in from_tuples] == [e.message_id for e in from_instances]
+
+
+@pytest.mark.postgres
+def test_a_tracked_save_costs_one_statement_on_postgresql(settings):
+    settings.TRACKING_ADAPTER = tracking(SOURCE=FIELD_PATH_SOURCE)
+    profile = make_profile(city="Pune")
+    profile.city = "Mumbai"
+    with CaptureQueriesContext(connection) as tracked, transaction.atomic():
+        profile.save()
+    profile.visits += 1  # not mapped: no event, no statement
+    with CaptureQueriesContext(connection) as untracked, transaction.atomic():
+        profile.save()
+    statements = [q["sql"] for q in tracked.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 2, statements  # the UPDATE and our one insert
+    assert len(untracked.captured_queries) == len(tracked.captured_queries) - 1
+    assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
+
+
+@pytest.mark.postgres
+def test_workers_split_the_backfill_and_send_each_user_once(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver, SOURCE=FIELD_PATH_SOURCE)
+    existing_profiles(1500)
+    out = io.StringIO()
+    call_command("backfill_user_enriched", "--workers", "3", "--batch-size", "200", stdout=out)
+    assert receiver.item_count == 1500
+    assert receiver.duplicate_count == 0
+    assert "sent:         1,500" in out.getvalue()
+    assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 1500
