@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 	TEST_DATABASE=postgres $(BIN)/pytest tests/django
+
+# Benchmarks against PostgreSQL on 127.0.0.1:5432 (database tracking_bench): see README.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# Peak memory of the backfill at 1,000,000 rows (seeding alone takes a few minutes).
+bench-memory: $(STAMP)
+	$(BIN)/python -m bench.run --n 1000000 --repeat 1 --only backfill --contenders project --out bench/results/memory-1m.md
 
 clean:
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache build *.egg-info

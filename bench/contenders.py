@@ -23,38 +23,18 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from example_project.profiles.models import Profile  # noqa: E402
+from tracking_adapter import PROPERTY_NAMES  # noqa: E402
 
-PROPERTY_FIELDS = {  # what a user maps by hand in the baseline and the floor
-    "enrichment_first_name": "first_name",
-    "enrichment_last_name": "last_name",
-    "enrichment_full_name": "full_name",
-    "enrichment_avatar": "avatar",
-    "enrichment_city": "city",
-    "enrichment_state": "state",
-    "enrichment_country": "country",
-    "enrichment_country_code": "country_code",
-    "enrichment_time_zone": "time_zone",
-    "enrichment_employment_name": "company",
-    "enrichment_employment_domain": "company_domain",
-    "enrichment_employment_title": "title",
-    "enrichment_employment_seniority": "seniority",
-    "enrichment_linkedin_handle": "linkedin",
-    "enrichment_phone": "phones",
-    "enrichment_email_provider": "enrichment_provider",
-}
-ALL_PROPERTIES = [
-    "enrichment_active_at", "enrichment_avatar", "enrichment_city", "enrichment_country",
-    "enrichment_country_code", "enrichment_email_provider", "enrichment_employment_domain",
-    "enrichment_employment_name", "enrichment_employment_role", "enrichment_employment_seniority",
-    "enrichment_employment_sub_role", "enrichment_employment_title", "enrichment_facebook_handle",
-    "enrichment_first_name", "enrichment_full_name", "enrichment_github_handle",
-    "enrichment_inactive_at", "enrichment_last_name", "enrichment_linkedin_handle",
-    "enrichment_location", "enrichment_phone", "enrichment_state", "enrichment_state_code",
-    "enrichment_time_zone", "enrichment_twitter_handle",
-]  # fmt: skip
+# The same model fields the project maps (example_project's SOURCE), written by hand in the
+# baseline and the floor the way a user would.
+PROPERTY_FIELDS: dict[str, str] = settings.TRACKING_ADAPTER["SOURCE"]["PROPERTIES"]
+ALL_PROPERTIES = list(PROPERTY_NAMES)
 
 
 def peak_rss_mb() -> float:
+    """Peak resident set of this process, in MB. (Not of --workers' children: on Linux a
+    process's RUSAGE_CHILDREN maximum is inherited across fork and exec, so it would report
+    whatever the benchmark runner's earlier children peaked at.)"""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

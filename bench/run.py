@@ -292,7 +292,7 @@ def render(report: dict[str, Any]) -> str:
     backfill = report.get("backfill")
     if backfill:
         lines += [
-            "| backfill contender | events/s | lost | duplicates | peak RSS MB | runs |",
+            "| backfill contender | events/s | lost | duplicates | peak RSS MB (main process) | runs |",
             "|---|---:|---:|---:|---:|---|",
         ]
         for name, row in backfill.items():

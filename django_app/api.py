@@ -13,11 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from django_app.conf import app_settings
+from django_app.models import OutboxEvent
 from django_app.recording import Recorded, safe_record
 from django_app.runtime import get_source
 from django_app.source import aware
 from tracking_adapter import (
     ConfigurationError,
+    EnrichmentProperties,
     EventMapping,
     EventValidationError,
     UserEnrichedEvent,
@@ -39,15 +42,18 @@ def build_event(
     """The event for ``instance`` and/or explicit values; raises EventValidationError."""
     source = get_source()
     mapping: EventMapping | None = source.mapping if source is not None else None
+    # EXCLUDE_PROPERTIES are left out before anything is validated: a bad value in one of
+    # them must neither block the event nor be quoted in an error text, a log or the outbox.
+    blanks = dict.fromkeys(excluded_properties())
     if provider is not None:
-        properties = get_preset(provider, setting="provider")(payload).to_wire()
+        properties = get_preset(provider, setting="provider")(payload, **blanks).to_wire()
     if properties is None:
         if mapping is None or instance is None:
             raise ConfigurationError(
                 "user_enriched needs properties=, provider= and payload=, or an instance of "
                 "the model configured in TRACKING_ADAPTER['SOURCE']"
             )
-        properties = mapping.properties_of(instance).to_wire()
+        properties = _mapped_properties(mapping, instance, blanks)
     data: dict[str, Any] = {
         "user_id": user_id,
         "group_id": group_id,
@@ -66,12 +72,57 @@ def build_event(
     return validate_event(data)
 
 
+def excluded_properties() -> frozenset[str]:
+    return frozenset(app_settings.EXCLUDE_PROPERTIES or ())
+
+
+def _mapped_properties(
+    mapping: EventMapping, instance: Any, blanks: dict[str, None]
+) -> Mapping[str, Any]:
+    """The properties the mapping reads from ``instance``, unvalidated when they are plain
+    values (``validate_event`` checks them with the event, once, after the exclusions)."""
+    source: Any = mapping.properties
+    if blanks and getattr(source, "accepts_overrides", False):
+        raw = source(instance, **blanks)
+    else:
+        raw = source(instance)
+    if isinstance(raw, EnrichmentProperties):
+        return raw.to_wire()
+    if isinstance(raw, Mapping):
+        return raw
+    return mapping.properties_of(instance).to_wire()  # not properties: the error names why
+
+
 def validate_event(data: dict[str, Any]) -> UserEnrichedEvent:
-    """Validate event data; errors become one EventValidationError naming every field."""
+    """Validate event data; errors become one EventValidationError naming every field.
+
+    Properties listed in EXCLUDE_PROPERTIES are dropped first, unseen.
+    """
+    excluded = excluded_properties()
+    properties = data.get("properties")
+    if excluded and isinstance(properties, Mapping):
+        kept = {name: value for name, value in properties.items() if name not in excluded}
+        data = {**data, "properties": kept}
     try:
-        return UserEnrichedEvent.model_validate(data)
+        event = UserEnrichedEvent.model_validate(data)
     except ValidationError as exc:
         raise EventValidationError.from_pydantic(exc) from None
+    check_storable(event)
+    return event
+
+
+def check_storable(event: UserEnrichedEvent) -> None:
+    """Ids that fit the outbox's columns: a longer one is refused by PostgreSQL (and, without
+    a savepoint on the save path, would abort the host's transaction), so it is bad data,
+    reported like any other, on every database alike."""
+    problems = []
+    for name in ("user_id", "group_id"):
+        limit: int = getattr(OutboxEvent._meta.get_field(name), "max_length", None) or 255
+        value = getattr(event, name)
+        if len(value) > limit:
+            problems.append((name, f"is {len(value):,} characters long; at most {limit} fit"))
+    if problems:
+        raise EventValidationError(problems)
 
 
 def track_enrichment(

@@ -10,8 +10,10 @@ worker that outlived its lease cannot overwrite the row's new owner.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import F
+from django.db.models import F, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -46,7 +49,27 @@ class Claimed:
     payload: Any = None
 
 
-_FIELDS = ("pk", "message_id", "user_id", "attempts", "claim_token", "payload")
+_FIELDS = ("pk", "message_id", "user_id", "attempts", "claim_token")
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A stored payload that could not be decoded (written by hand, by an older version):
+    its row is rejected on its own instead of failing the claim of its whole batch."""
+
+    reason: str
+
+
+def _decode(text: str | None) -> Any:
+    """The stored JSON payload. Read as text and decoded row by row, so that one row the
+    JSON reader refuses (an integer over Python's 4,300-digit limit, say) cannot raise out
+    of ``claim()`` and stop the batch, and every worker after it, for good."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return Unreadable(f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 @dataclass
@@ -94,7 +117,11 @@ def claim(
             return []
         # next_attempt_at == lease_until finds the claimed rows through the due index.
         rows = manager.filter(status=Status.PENDING, next_attempt_at=lease_until, claim_token=token)
-    return [Claimed(*values) for values in rows.order_by("id").values_list(*_FIELDS)]
+    values = rows.order_by("id").values_list(*_FIELDS, Cast("payload", TextField()))
+    return [
+        Claimed(pk, message_id, user_id, attempts, claim_token, _decode(text))
+        for pk, message_id, user_id, attempts, claim_token, text in values
+    ]
 
 
 def send_claimed(
@@ -112,6 +139,11 @@ def send_claimed(
     if events is None:
         events = []
         for position, row in enumerate(rows):
+            if isinstance(row.payload, Unreadable):
+                outcomes[position] = Outcome.rejected(
+                    f"stored payload cannot be read back: {row.payload.reason}"
+                )
+                continue
             try:
                 events.append(UserEnrichedEvent.model_validate(row.payload))
                 positions.append(position)
@@ -124,7 +156,13 @@ def send_claimed(
             if len(sent) != len(events):
                 raise RuntimeError(f"sink returned {len(sent)} outcomes for {len(events)} events")
         except Exception as exc:
-            logger.exception("%s raised while sending; the events will be retried", sink.describe())
+            # Not logger.exception(): a sink's error may quote its key (requests puts the
+            # URL, query string included, in its messages), so the traceback is redacted.
+            logger.error(
+                "%s raised while sending; the events will be retried.\n%s",
+                sink.describe(),
+                redact("".join(traceback.format_exception(exc)), secrets()),
+            )
             sent = [Outcome.retry(f"{sink.describe()} raised {type(exc).__name__}: {exc}")] * len(
                 events
             )

@@ -4,6 +4,13 @@ Change detection is cheap on purpose: when an instance of the source model is lo
 raw values of the fields the mapping reads are remembered; a save that changed none of
 them does no work at all. Otherwise the event is built and the ledger decides whether its
 content is new for the user.
+
+The remembered values are what was last *committed*: a save updates them only once its
+transaction commits. Until then (and for good after a rollback, which Django does not
+announce) the instance is marked unsettled, and its saves skip the shortcut and ask the
+ledger, which is transactional and so always right: a second save in the same transaction
+(a change, then a change back) or a save after a savepoint rolled back is judged against
+what the database really holds.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from django_app.runtime import get_source
 from django_app.signals import user_enriched
 
 _SNAPSHOT = "_tracking_adapter_snapshot"
+# Set while a save of the instance is not known to be committed: the snapshot can't be trusted.
+_UNSETTLED = "_tracking_adapter_unsettled"
 _DISPATCH_UID = "django_app.source"
 
 
@@ -63,23 +72,40 @@ def on_source_save(
     saved_only = _attnames(sender, update_fields) if update_fields is not None else None
     target: models.Model = instance
     if source.watched_fields is not None:
-        before = instance.__dict__.get(_SNAPSHOT)
+        state = instance.__dict__
+        before = state.get(_SNAPSHOT)
+        # An earlier save of this instance is uncommitted or was rolled back: the snapshot
+        # may not be what the database holds, so neither skip nor merge with it.
+        unsettled = state.get(_UNSETTLED, False)
         current = _snapshot(instance, source.watched_fields)
-        # What the database now holds: everything, or only the fields this save wrote.
-        stored = (
-            current
-            if saved_only is None or before is None
-            else {name: current[name] if name in saved_only else before[name] for name in current}
-        )
+        if saved_only is not None and (unsettled or before is None):
+            target = _reloaded(sender, instance, using)
+            stored = _snapshot(target, source.watched_fields)
+        else:
+            # What the database now holds: everything, or only the fields this save wrote.
+            stored = (
+                current
+                if saved_only is None or before is None
+                else {
+                    name: current[name] if name in saved_only else before[name] for name in current
+                }
+            )
+            if stored != current:
+                target = _reloaded(sender, instance, using)  # don't report unsaved values
         # Remember it only once it is committed: after a rollback the change is still new.
-        transaction.on_commit(lambda: instance.__dict__.__setitem__(_SNAPSHOT, stored), using=using)
-        if not created and before == stored:
+        state[_UNSETTLED] = True
+        transaction.on_commit(lambda: _settle(state, stored), using=using)
+        if not created and not unsettled and before == stored:
             return
-        if stored != current:
-            target = _reloaded(sender, instance, using)  # don't report unsaved values
     elif saved_only is not None:
         target = _reloaded(sender, instance, using)
     track_enrichment(target, skip_empty=True)
+
+
+def _settle(state: dict[str, Any], stored: dict[str, Any]) -> None:
+    """A save committed: the database holds ``stored`` (a later committed save may follow)."""
+    state[_SNAPSHOT] = stored
+    state.pop(_UNSETTLED, None)
 
 
 def _attnames(model: type[models.Model], names: frozenset[str]) -> frozenset[str]:

@@ -349,17 +349,23 @@ def chain_message_id(previous: str, event: UserEnrichedEvent) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"user_enriched:{previous}:{event.message_id}"))
 
 
+def storable(text: str) -> str:
+    """``text`` as every database can keep it: NUL and lone surrogates (which the bad data
+    being reported may well hold) spelled out as escapes."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def record_invalid(
     problem: EventValidationError, *, user_id: Any, source: str, using: str | None = None
 ) -> OutboxEvent:
     """Keep a dead row for data that could not become an event, so nothing vanishes silently."""
-    text = redact(f"{source}: invalid data, not sent: {problem}", secrets())
-    user = str(user_id)[:255] if user_id not in (None, "") else "(unknown)"
+    text = storable(redact(f"{source}: invalid data, not sent: {problem}", secrets()))
+    user = storable(str(user_id))[:255] if user_id not in (None, "") else "(unknown)"
     logger.warning("user_enriched for user %s not recorded: %s", user, text)
     return OutboxEvent.objects.using(using or router.db_for_write(OutboxEvent)).create(
         message_id=f"invalid-{uuid.uuid4()}",
         user_id=user,
-        payload={"problems": [list(p) for p in problem.problems]},
+        payload={"problems": [[storable(path), storable(msg)] for path, msg in problem.problems]},
         status=Status.DEAD,
         last_error=text,
     )

@@ -55,6 +55,8 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DB", str(BASE_DIR / "example.sqlite3")),
+        # The web app and a deliver_events worker write concurrently: wait, don't fail.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
     }
 }
 

@@ -99,3 +99,5 @@ TRACKING_ADAPTER = {
         },
     },
 }
+if os.environ.get("TRACKING_TEST_LEASE_SECONDS"):  # worker subprocesses of the fault tests
+    TRACKING_ADAPTER["LEASE_SECONDS"] = float(os.environ["TRACKING_TEST_LEASE_SECONDS"])

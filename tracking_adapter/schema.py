@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import math
+import sys
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
@@ -106,6 +107,13 @@ def _type_name(value: object) -> str:
 
 
 def _check_text(value: str) -> str:
+    if "\x00" in value:
+        # Valid JSON (\u0000), but PostgreSQL's text and jsonb refuse it, as do many stores
+        # downstream: an event holding one could be neither kept in an outbox nor relied on.
+        raise ValueError(
+            f"contains a NUL character (\\x00) at position {value.index(chr(0))}, which "
+            "databases refuse"
+        )
     if value.isascii():  # the common case, and ASCII cannot hold a lone surrogate
         return value
     try:
@@ -118,9 +126,28 @@ def _check_text(value: str) -> str:
     return value
 
 
+def _int_is_readable(value: int) -> bool:
+    """Whether Python (so the outbox, and most JSON readers) can read this integer back:
+    since Python 3.11 ``json.loads`` refuses integers longer than 4,300 digits."""
+    limit = sys.get_int_max_str_digits()
+    if not limit or value.bit_length() * 0.30103 < limit - 1:  # fewer digits than the limit
+        return True
+    try:
+        return len(str(abs(value))) <= limit
+    except ValueError:
+        return False
+
+
 def check_json_compatible(value: Any, path: str) -> None:
     """Raise ValueError naming the path if ``value`` cannot be sent as JSON as it is."""
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not _int_is_readable(value):
+            raise ValueError(
+                f"{path}: an integer of {value.bit_length()} bits is too large to send as JSON "
+                "(JSON readers refuse it); send it as a string"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -278,6 +305,10 @@ class EnrichmentProperties(BaseModel):
         extra = self.__pydantic_extra__
         if extra:
             for name, value in extra.items():
+                try:
+                    _check_text(name)
+                except ValueError as exc:
+                    raise ValueError(f"property name {name!r}: {exc}") from None
                 check_json_compatible(value, name)
             if list(extra) != sorted(extra):
                 # One order for extras whatever the source's, so equal content hashes equal.
@@ -378,6 +409,11 @@ class UserEnrichedEvent(BaseModel):
     @classmethod
     def _ids(cls, value: Any, info: ValidationInfo) -> str:
         return _identifier(value, info.field_name or "id")
+
+    @field_validator("message_id", mode="after")
+    @classmethod
+    def _message_id_text(cls, value: str) -> str:
+        return _check_text(value) if value else value
 
     @field_validator("properties", mode="before")
     @classmethod

@@ -53,13 +53,16 @@ def preset_from_path(name: str, payload_path: str) -> Callable[[Any], Enrichment
     """
     preset = get_preset(name)
 
-    def properties(obj: Any) -> EnrichmentProperties:
+    def properties(obj: Any, **overrides: Any) -> EnrichmentProperties:
         payload = resolve_path(obj, payload_path)
         if isinstance(payload, str | bytes):
             payload = _decode_json(payload, payload_path)
-        return preset(payload)
+        return preset(payload, **overrides)
 
     properties.__qualname__ = f"{name}_preset_at_{payload_path.replace('.', '_')}"
+    # Callers may pass the preset's keyword overrides (the Django app blanks the properties
+    # a site excludes, so their values are never even validated, let alone quoted).
+    properties.accepts_overrides = True  # type: ignore[attr-defined]
     return properties
 
 

@@ -58,6 +58,10 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         self._session = pooled_session()
         self._session.headers.update({"x-api-key": api_key, "Content-Type": "application/json"})
         self._session.verify = verify
+        # Also given with each request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in
+        # the environment override a session's ``verify`` (psf/requests#3829), which would
+        # silently drop the CA bundle (or the opt-out) configured here.
+        self._verify = verify
 
     def encode(self, event: UserEnrichedEvent) -> tuple[bytes, int]:
         data = event.to_thrivestack_json()
@@ -67,7 +71,11 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         body = b"[" + b",".join(payloads) + b"]"
         try:
             response = self._session.post(
-                self.url, data=body, timeout=self.timeout, allow_redirects=False
+                self.url,
+                data=body,
+                timeout=self.timeout,
+                allow_redirects=False,
+                verify=self._verify,
             )
         except requests.RequestException as exc:
             return self._clean(classify_exception("ThriveStack", exc, self.timeout))

@@ -1,0 +1,34 @@
+"""The benchmarks still run (a tiny N, no timing asserted): they must not rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.django.helpers import REPO
+
+pytestmark = pytest.mark.postgres
+
+
+def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
+    out = tmp_path / "smoke.md"
+    env = dict(os.environ, BENCH_DB="tracking_bench_smoke")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--n", "300", "--repeat", "1", "--saves", "200",
+         "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    for name in ("baseline-careful", "project", "project-2-workers", "floor"):
+        assert report["backfill"][name]["lost"] == 0, name
+        assert report["backfill"][name]["duplicates"] == 0, name
+    assert report["drain"]["2_worker"]["delivered"] == 300
+    assert report["drain"]["2_worker"]["duplicates"] == 0
+    assert report["save"]["ratio"] > 0
+    assert "| project |" in out.read_text()
