@@ -72,7 +72,8 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _SQLITE,
             "TEST": {"NAME": _SQLITE},
-            "OPTIONS": {"timeout": 20},
+            # As the README advises for concurrent writers (a Celery worker thread, workers).
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
     }
 
