@@ -89,15 +89,20 @@ class DrainStats:
 
 
 def claim(
-    batch_size: int, *, ids: Sequence[int] | None = None, using: str | None = None
+    batch_size: int,
+    *,
+    ids: Sequence[int] | None = None,
+    due_by: datetime | None = None,
+    using: str | None = None,
 ) -> list[Claimed]:
-    """Lease up to ``batch_size`` due pending rows (only among ``ids`` if given)."""
+    """Lease up to ``batch_size`` rows pending and due by ``due_by`` (default: now), only
+    among ``ids`` if given."""
     using = using or router.db_for_write(OutboxEvent)
     now = timezone.now()
     lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
     token = uuid.uuid4().hex
     manager = OutboxEvent.objects.using(using)
-    due = manager.filter(status=Status.PENDING, next_attempt_at__lte=now)
+    due = manager.filter(status=Status.PENDING, next_attempt_at__lte=due_by or now)
     if ids is not None:
         due = due.filter(pk__in=list(ids))
     due = due.order_by("next_attempt_at", "id")
@@ -291,8 +296,11 @@ def drain(
     sink = sink or get_sink()
     batch_size = batch_size or app_settings.BATCH_SIZE
     total = DrainStats()
+    started = timezone.now()
     while max_batches is None or total.batches < max_batches:
-        rows = claim(batch_size, ids=ids, using=using)
+        # Only what was due when this drain began: a row that just failed and drew a near-zero
+        # jittered delay waits for the next drain instead of being hammered in this one.
+        rows = claim(batch_size, ids=ids, due_by=started, using=using)
         if not rows:
             break
         total.add(settle(rows, send_claimed(rows, sink), sink, using=using))

@@ -62,7 +62,8 @@ def classify_status(
 
 def classify_exception(service: str, exc: Exception, timeout: Timeout) -> Reply:
     """A network failure is always worth retrying; say which kind it was."""
-    if isinstance(exc, requests.Timeout):
+    # A read timeout on a pooled connection can surface as ConnectionError("Read timed out").
+    if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower():
         return Reply(ReplyKind.RETRY, f"{service} did not answer within {timeout}s (timeout)")
     if isinstance(exc, requests.ConnectionError):
         return Reply(ReplyKind.RETRY, f"could not reach {service}: {type(exc).__name__}")
