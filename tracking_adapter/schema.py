@@ -93,11 +93,6 @@ def as_utc(moment: datetime) -> datetime:
         ) from None
 
 
-def canonical_json(value: Any) -> str:
-    """The one JSON text of a value: sorted keys, no spaces. Used for hashes, never for the wire."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
