@@ -1,9 +1,10 @@
 """Recording events: one small write in the caller's transaction, never an exception.
 
 ``record_event`` consults the ledger (same content already recorded for this user? then
-nothing to do), writes the outbox row and the ledger in a savepoint, and asks for delivery
-once the transaction commits. A failure of ours rolls back our savepoint only and is logged;
-the host's save goes on.
+nothing to do), writes the outbox row and the ledger, and asks for delivery once the
+transaction commits. On PostgreSQL that is one statement (see ``_record_one_statement``);
+elsewhere a few statements in an atomic block. ``safe_record`` logs whatever fails, and
+data that could make a statement fail is refused before any SQL runs.
 """
 
 from __future__ import annotations
@@ -51,13 +52,20 @@ class Recorded:
 
 
 def apply_exclusions(event: UserEnrichedEvent) -> UserEnrichedEvent:
-    """Drop the properties the site chose never to store nor send (EXCLUDE_PROPERTIES)."""
+    """Drop the properties the site chose never to store nor send (EXCLUDE_PROPERTIES).
+
+    Events built by ``django_app.api`` are already without them; this covers events built
+    elsewhere. An event with nothing to drop is returned as it is (no second validation on
+    the save path), and a message id the caller chose is kept.
+    """
     excluded = set(app_settings.EXCLUDE_PROPERTIES or ())
-    if not excluded:
+    wire = event.properties.to_wire()
+    if not any(wire.get(name) not in (None, "", []) for name in excluded):
         return event
-    wire = {k: v for k, v in event.properties.to_wire().items() if k not in excluded}
-    data = event.model_dump(exclude={"message_id", "properties"})
-    return UserEnrichedEvent.model_validate({**data, "properties": wire})
+    kept = {k: v for k, v in wire.items() if k not in excluded}
+    dropped = {"message_id", "properties"} if event.has_default_message_id else {"properties"}
+    data = event.model_dump(exclude=dropped)
+    return UserEnrichedEvent.model_validate({**data, "properties": kept})
 
 
 def record_event(

@@ -87,3 +87,23 @@ def test_workers_split_the_backfill_and_send_each_user_once(settings, receiver):
     assert receiver.duplicate_count == 0
     assert "sent:         1,500" in out.getvalue()
     assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 1500
+
+
+def test_exclusions_drop_only_what_is_there_and_keep_a_chosen_message_id(settings):
+    from django_app.recording import apply_exclusions
+
+    settings.TRACKING_ADAPTER = tracking(EXCLUDE_PROPERTIES=["enrichment_city"])
+    clean = UserEnrichedEvent(user_id="u", group_id="g", properties={"enrichment_state": "MH"})
+    assert apply_exclusions(clean) is clean  # nothing to drop: not validated again
+
+    chosen = UserEnrichedEvent(
+        user_id="u", group_id="g", message_id="mine-1", properties={"enrichment_city": "Pune"}
+    )
+    dropped = apply_exclusions(chosen)
+    assert dropped.properties.enrichment_city == ""
+    assert dropped.message_id == "mine-1"
+
+    derived = UserEnrichedEvent(user_id="u", group_id="g", properties={"enrichment_city": "Pune"})
+    assert (
+        apply_exclusions(derived).message_id != derived.message_id
+    )  # re-derived from the kept data
