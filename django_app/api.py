@@ -93,12 +93,16 @@ def _mapped_properties(
     return mapping.properties_of(instance).to_wire()  # not properties: the error names why
 
 
-def validate_event(data: dict[str, Any]) -> UserEnrichedEvent:
+def validate_event(
+    data: dict[str, Any], *, excluded: frozenset[str] | None = None
+) -> UserEnrichedEvent:
     """Validate event data; errors become one EventValidationError naming every field.
 
-    Properties listed in EXCLUDE_PROPERTIES are dropped first, unseen.
+    Properties listed in EXCLUDE_PROPERTIES (or ``excluded``, for a caller validating many
+    events that read the setting once) are dropped first, unseen.
     """
-    excluded = excluded_properties()
+    if excluded is None:
+        excluded = excluded_properties()
     properties = data.get("properties")
     if excluded and isinstance(properties, Mapping):
         kept = {name: value for name, value in properties.items() if name not in excluded}
@@ -116,13 +120,18 @@ def check_storable(event: UserEnrichedEvent) -> None:
     a savepoint on the save path, would abort the host's transaction), so it is bad data,
     reported like any other, on every database alike."""
     problems = []
-    for name in ("user_id", "group_id"):
-        limit: int = getattr(OutboxEvent._meta.get_field(name), "max_length", None) or 255
+    for name, limit in _ID_LIMITS:
         value = getattr(event, name)
         if len(value) > limit:
             problems.append((name, f"is {len(value):,} characters long; at most {limit} fit"))
     if problems:
         raise EventValidationError(problems)
+
+
+_ID_LIMITS = [
+    (name, getattr(OutboxEvent._meta.get_field(name), "max_length", None) or 255)
+    for name in ("user_id", "group_id")
+]
 
 
 def track_enrichment(

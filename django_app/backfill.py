@@ -1,14 +1,16 @@
-"""Backfilling existing users: read the source model by primary key, record, send.
+"""Backfilling existing users: read the source model by primary key, send, write down.
 
 Each batch is read with keyset pagination (``pk > last``, never OFFSET), turned into events
-with the live path's mapping, recorded in one short transaction (ledger check, outbox
-insert, ledger upsert) with the rows already leased to this run, then sent straight to the
-sink and settled like any delivery. While batch *k* is on the wire, batch *k+1* is read and
-recorded (a window of one batch in flight), so the database and the network overlap.
+with the live path's mapping, checked against the ledger (content already sent for the user
+is skipped), sent straight to the sink, and then written down in one short transaction: the
+ledger takes every event sent, the outbox only those the sink did not accept, which are
+then rescheduled or dead-lettered like any delivery. While batch *k* is on the wire, batch
+*k+1* is read and checked (a window of one batch in flight), so database and network overlap.
 
-Safety: a row is in the outbox, committed, before it is sent. If the run dies mid-batch,
-the lease expires and a worker (or ``deliver_events --once``) sends what was left, with the
-same message id; re-running skips users whose content the ledger already holds.
+Safety: nothing is marked sent before the sink accepted it. If the run dies mid-batch, the
+ledger does not hold that batch, and a re-run sends it again with the same message ids
+(deduplicated by Segment-compatible collectors). ``--no-deliver`` instead records every
+event in the outbox for the workers to send.
 """
 
 from __future__ import annotations
@@ -22,17 +24,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
-from django.db import connections, models, router
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
+from django.db import connections, models, router, transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from django_app import dispatch
-from django_app.api import build_event, validate_event
+from django_app.api import build_event, excluded_properties, validate_event
 from django_app.conf import app_settings
-from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent
-from django_app.recording import Lease, record_events
+from django_app.recording import (
+    Lease,
+    choose_events,
+    insert_outbox,
+    is_capturing,
+    read_ledger,
+    record_events,
+    write_ledger,
+)
 from django_app.runtime import get_sink
 from django_app.source import Source, aware
 from tracking_adapter import EventValidationError, MappingError, PropertyMap, UserEnrichedEvent
@@ -108,6 +117,24 @@ def relations_to_join(model: type[models.Model], paths: Sequence[str]) -> list[s
         if walked:
             joins.add("__".join(walked))
     return sorted(joins)
+
+
+def fetch_tuples(queryset: models.QuerySet[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a ``values_list`` queryset, read in one go, converted only where a field
+    converts its database value (a JSONField, say): what ``list(queryset)`` returns, without
+    the ORM's per-row iterator machinery, which costs as much as the driver's own decoding."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return []
+    converters = compiler.get_converters([column for column, _, _ in compiler.select])
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    if converters:
+        return [tuple(row) for row in compiler.apply_converters(rows, converters)]
+    return rows
 
 
 class Backfill:
@@ -215,7 +242,9 @@ class Backfill:
             if size <= 0:
                 return
             page = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
-            rows = list(page[:size])
+            rows: list[Any] = (
+                fetch_tuples(page[:size]) if columns is not None else list(page[:size])
+            )
             if not rows:
                 return
             last_pk = rows[-1][0] if columns is not None else rows[-1].pk
@@ -231,6 +260,7 @@ class Backfill:
         names = list(self.source.mapping.properties.fields) if from_tuples else []  # type: ignore[attr-defined]
         context = dict(self.source.mapping.context)
         has_timestamp = self.source.timestamp_path is not None
+        excluded = excluded_properties()
         for row in rows:
             try:
                 if from_tuples:
@@ -243,7 +273,7 @@ class Backfill:
                     }
                     if has_timestamp and timestamp is not None:
                         data["timestamp"] = aware(timestamp)
-                    event = validate_event(data)
+                    event = validate_event(data, excluded=excluded)
                 else:
                     pk = row.pk
                     event = build_event(row)
@@ -262,9 +292,10 @@ class Backfill:
         sink = self.sink
         if self.options.deliver and not self.options.dry_run:
             sink = sink or get_sink()
+        using = router.db_for_write(OutboxEvent)
         # SQLite allows one writer at a time and refuses (rather than waits for) a reader that
         # wants to become a writer, so there the batches are sent one after the other.
-        overlap = connections[router.db_for_write(OutboxEvent)].vendor != "sqlite"
+        overlap = connections[using].vendor != "sqlite"
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender:
             in_flight: Future[None] | None = None
             for rows in self.batches():
@@ -274,42 +305,79 @@ class Backfill:
                     self._dry_run(events)
                     yield self.stats
                     continue
-                lease = Lease(
-                    uuid.uuid4().hex, timezone.now() + timedelta(seconds=app_settings.LEASE_SECONDS)
-                )
-                recorded = record_events(
-                    events, force=self.options.force, lease=lease if sink else None
-                )
-                sent = [item for item in recorded if item.row is not None]
-                new_rows = [item.row for item in sent if item.row is not None]
-                new_events = [item.event for item in sent]
-                self.stats.recorded += len(new_rows)
-                self.stats.unchanged += len(recorded) - len(new_rows)
+                if sink is None or is_capturing():
+                    # --no-deliver: the outbox holds them for the workers.
+                    recorded = record_events(events, force=self.options.force)
+                    created = sum(item.created for item in recorded)
+                    self.stats.recorded += created
+                    self.stats.unchanged += len(recorded) - created
+                    yield self.stats
+                    continue
+                chosen, hashes = self._changed(events, using)
+                self.stats.recorded += len(chosen)
+                self.stats.unchanged += len(events) - len(chosen)
                 if in_flight is not None:
                     in_flight.result()  # at most one batch on the wire: memory stays bounded
                     in_flight = None
-                if sink is not None and new_rows:
+                if chosen:
                     if overlap:
-                        in_flight = sender.submit(self._send, new_rows, new_events, sink)
+                        in_flight = sender.submit(self._send, chosen, hashes, sink, using)
                     else:
-                        self._send(new_rows, new_events, sink)
+                        self._send(chosen, hashes, sink, using)
                 yield self.stats
             if in_flight is not None:
                 in_flight.result()
                 yield self.stats
             sender.submit(connections.close_all).result()  # the sender thread's connection
 
-    def _send(self, rows: list[Claimed], events: list[UserEnrichedEvent], sink: Sink) -> None:
-        outcomes = dispatch.send_claimed(rows, sink, events)
-        settled = dispatch.settle(rows, outcomes, sink)
-        self.stats.sent += settled.delivered
+    def _changed(
+        self, events: list[UserEnrichedEvent], using: str
+    ) -> tuple[list[UserEnrichedEvent], list[str]]:
+        """The events whose content the ledger does not hold yet, and their content hashes."""
+        hashes = [event.content_hash() for event in events]
+        ledger = read_ledger({event.user_id for event in events}, using, lock=False)
+        indexes = choose_events(events, hashes, ledger, force=self.options.force)
+        return [events[i] for i in indexes], [hashes[i] for i in indexes]
+
+    def _send(
+        self, events: list[UserEnrichedEvent], hashes: list[str], sink: Sink, using: str
+    ) -> None:
+        """Send, then write down what happened: the ledger takes every event (delivered, or
+        now the outbox's to deliver), the outbox only those not delivered, which are settled
+        like any delivery attempt (rescheduled by the retry policy, or dead with the reason).
+
+        Sending before writing is what makes a backfill cheap: a delivered event costs one
+        ledger entry, not an outbox row written and then updated. If the run dies between
+        the two, the ledger does not have the batch and a re-run sends it again with the
+        same message ids (deduplicated by Segment-compatible collectors).
+        """
+        outcomes = dispatch.send_events(events, sink)
+        failed = [
+            i for i, outcome in enumerate(outcomes) if outcome.status is not OutcomeStatus.DELIVERED
+        ]
+        now = timezone.now()
+        lease = Lease(uuid.uuid4().hex, now + timedelta(seconds=app_settings.LEASE_SECONDS))
+        with transaction.atomic(using=using):
+            write_ledger(
+                [(e.user_id, h, e.message_id) for e, h in zip(events, hashes, strict=True)],
+                now,
+                using,
+            )
+            rows = insert_outbox(
+                [events[i] for i in failed], [hashes[i] for i in failed], now, lease, using
+            )
+        self.stats.sent += len(events) - len(failed)
+        if not rows:
+            return
+        failures = [outcomes[i] for i in failed]
+        settled = dispatch.settle(rows, failures, sink, using=using)
         self.stats.to_retry += settled.retried
         self.stats.rejected += settled.dead
-        for outcome in outcomes:
+        for outcome in failures:
             if outcome.status is OutcomeStatus.REJECTED:
                 reason = outcome.reason[:200]
                 self.stats.rejected_reasons[reason] = self.stats.rejected_reasons.get(reason, 0) + 1
-        delays = [o.delay or 1.0 for o in outcomes if o.status is OutcomeStatus.RETRY]
+        delays = [o.delay or 1.0 for o in failures if o.status is OutcomeStatus.RETRY]
         if delays and not self.stopping:
             # The service asked us to slow down: hold the next batch back (the main thread
             # waits for this one before sending another), without sleeping for an hour.

@@ -155,25 +155,30 @@ def send_claimed(
             except ValidationError as exc:
                 outcomes[position] = Outcome.rejected(f"stored payload is not a valid event: {exc}")
     if events:
-        try:
-            result = sink.send(events)
-            sent = result.outcomes
-            if len(sent) != len(events):
-                raise RuntimeError(f"sink returned {len(sent)} outcomes for {len(events)} events")
-        except Exception as exc:
-            # Not logger.exception(): a sink's error may quote its key (requests puts the
-            # URL, query string included, in its messages), so the traceback is redacted.
-            logger.error(
-                "%s raised while sending; the events will be retried.\n%s",
-                sink.describe(),
-                redact("".join(traceback.format_exception(exc)), secrets()),
-            )
-            sent = [Outcome.retry(f"{sink.describe()} raised {type(exc).__name__}: {exc}")] * len(
-                events
-            )
-        for position, outcome in zip(positions, sent, strict=True):
+        for position, outcome in zip(positions, send_events(events, sink), strict=True):
             outcomes[position] = outcome
     return [outcome or Outcome.retry("no outcome") for outcome in outcomes]
+
+
+def send_events(events: Sequence[UserEnrichedEvent], sink: Sink) -> list[Outcome]:
+    """One outcome per event, in order; never raises (a raising sink means: retry them all)."""
+    try:
+        result = sink.send(events)
+        sent = result.outcomes
+        if len(sent) != len(events):
+            raise RuntimeError(f"sink returned {len(sent)} outcomes for {len(events)} events")
+        return list(sent)
+    except Exception as exc:
+        # Not logger.exception(): a sink's error may quote its key (requests puts the
+        # URL, query string included, in its messages), so the traceback is redacted.
+        logger.error(
+            "%s raised while sending; the events will be retried.\n%s",
+            sink.describe(),
+            redact("".join(traceback.format_exception(exc)), secrets()),
+        )
+        return [Outcome.retry(f"{sink.describe()} raised {type(exc).__name__}: {exc}")] * len(
+            events
+        )
 
 
 def settle(

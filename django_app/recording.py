@@ -58,7 +58,9 @@ def apply_exclusions(event: UserEnrichedEvent) -> UserEnrichedEvent:
     elsewhere. An event with nothing to drop is returned as it is (no second validation on
     the save path), and a message id the caller chose is kept.
     """
-    excluded = set(app_settings.EXCLUDE_PROPERTIES or ())
+    excluded = app_settings.EXCLUDE_PROPERTIES
+    if not excluded:
+        return event
     wire = event.properties.to_wire()
     if not any(wire.get(name) not in (None, "", []) for name in excluded):
         return event
@@ -190,7 +192,8 @@ def record_events(
     """Record a batch in one transaction: one ledger read, one insert, one ledger upsert.
 
     Returns one ``Recorded`` per event, in order. Nothing asks for delivery here:
-    ``record_event`` does for the live path, and a backfill delivers under its ``lease``.
+    ``record_event`` does for the live path; rows recorded under a ``lease`` are their
+    recorder's to send.
     """
     events = [apply_exclusions(event) for event in events]
     if _capture:
@@ -203,21 +206,63 @@ def record_events(
     now = timezone.now()
     with transaction.atomic(using=using):
         ledger = read_ledger({event.user_id for event in events}, using)
-        chosen: dict[str, int] = {}  # user id -> index of the event to record (the last wins)
-        for index, (event, content_hash) in enumerate(zip(events, hashes, strict=True)):
-            previous = ledger.get(event.user_id)
-            if previous is not None and previous[0] == content_hash and not force:
-                continue
-            if previous is None and skip_empty and not any(event.properties.to_wire().values()):
-                continue
-            if previous is not None and event.has_default_message_id:
-                # A re-recording (forced, or content that changed back) must not reuse an
-                # id already sent; chaining on the previous id keeps ids deterministic.
-                events[index] = event.model_copy(
-                    update={"message_id": chain_message_id(previous[1], event)}
-                )
-            chosen[event.user_id] = index
-        indexes = sorted(chosen.values())
+        indexes = choose_events(events, hashes, ledger, force=force, skip_empty=skip_empty)
+        chosen_events = [events[i] for i in indexes]
+        chosen_hashes = [hashes[i] for i in indexes]
+        rows = insert_outbox(chosen_events, chosen_hashes, now, lease, using)
+        write_ledger(
+            [
+                (e.user_id, h, e.message_id)
+                for e, h in zip(chosen_events, chosen_hashes, strict=True)
+            ],
+            now,
+            using,
+        )
+    by_index = dict(zip(indexes, rows, strict=True))
+    return [Recorded(event, by_index.get(index)) for index, event in enumerate(events)]
+
+
+def choose_events(
+    events: list[UserEnrichedEvent],
+    hashes: Sequence[str],
+    ledger: dict[str, tuple[str, str]],
+    *,
+    force: bool = False,
+    skip_empty: bool = False,
+) -> list[int]:
+    """Indexes of the events to record: content the ledger does not hold for the user (the
+    last event of a user wins). A re-recorded user's event gets a message id chained on the
+    previous one, replaced in ``events``."""
+    chosen: dict[str, int] = {}
+    for index, (event, content_hash) in enumerate(zip(events, hashes, strict=True)):
+        previous = ledger.get(event.user_id)
+        if previous is not None and previous[0] == content_hash and not force:
+            continue
+        if previous is None and skip_empty and not any(event.properties.to_wire().values()):
+            continue
+        if previous is not None and event.has_default_message_id:
+            # A re-recording (forced, or content that changed back) must not reuse an
+            # id already sent; chaining on the previous id keeps ids deterministic.
+            events[index] = event.model_copy(
+                update={"message_id": chain_message_id(previous[1], event)}
+            )
+        chosen[event.user_id] = index
+    return sorted(chosen.values())
+
+
+def insert_outbox(
+    events: Sequence[UserEnrichedEvent],
+    hashes: Sequence[str],
+    now: datetime,
+    lease: Lease | None,
+    using: str,
+) -> list[Claimed]:
+    """New pending outbox rows (claimed under ``lease`` if given), in order."""
+    if not events:
+        return []
+    if connections[using].vendor == "postgresql" and len(events) >= COPY_THRESHOLD:
+        pks = copy_outbox(events, hashes, now, lease, using)
+    else:
         extra: dict[str, Any] = (
             {
                 "claim_token": lease.token,
@@ -227,35 +272,26 @@ def record_events(
             if lease
             else {}
         )
-        claim_token = lease.token if lease else ""
-        chosen_events = [events[i] for i in indexes]
-        if connections[using].vendor == "postgresql" and len(indexes) >= COPY_THRESHOLD:
-            pks = copy_outbox(chosen_events, [hashes[i] for i in indexes], now, lease, using)
-        else:
-            created = OutboxEvent.objects.using(using).bulk_create(
-                [
-                    OutboxEvent(
-                        message_id=event.message_id,
-                        user_id=event.user_id,
-                        group_id=event.group_id,
-                        content_hash=hashes[i],
-                        payload=event.model_dump(mode="json"),
-                        created_at=now,
-                        **extra,
-                    )
-                    for i, event in zip(indexes, chosen_events, strict=True)
-                ]
-            )
-            pks = [row.pk for row in created]
-        rows = [
-            Claimed(pk, event.message_id, event.user_id, 0, claim_token)
-            for pk, event in zip(pks, chosen_events, strict=True)
-        ]
-        write_ledger(
-            [(events[i].user_id, hashes[i], events[i].message_id) for i in indexes], now, using
+        created = OutboxEvent.objects.using(using).bulk_create(
+            [
+                OutboxEvent(
+                    message_id=event.message_id,
+                    user_id=event.user_id,
+                    group_id=event.group_id,
+                    content_hash=content_hash,
+                    payload=event.model_dump(mode="json"),
+                    created_at=now,
+                    **extra,
+                )
+                for event, content_hash in zip(events, hashes, strict=True)
+            ]
         )
-    by_index = dict(zip(indexes, rows, strict=True))
-    return [Recorded(event, by_index.get(index)) for index, event in enumerate(events)]
+        pks = [row.pk for row in created]
+    claim_token = lease.token if lease else ""
+    return [
+        Claimed(pk, event.message_id, event.user_id, 0, claim_token)
+        for pk, event in zip(pks, events, strict=True)
+    ]
 
 
 COPY_THRESHOLD = 50  # below this, one INSERT is as quick and simpler
@@ -263,15 +299,18 @@ COPY_THRESHOLD = 50  # below this, one INSERT is as quick and simpler
 
 def _server_bound_cursor(connection: Any) -> Any:
     """A psycopg cursor binding parameters server-side (Django's binds client-side), so a
-    list goes to PostgreSQL as one binary array rather than escaped text."""
+    list goes to PostgreSQL as one array parameter rather than escaped text. Lists are
+    passed as ``%b`` (binary): the text form of an array is built by psycopg in Python,
+    about four times slower for a thousand ids."""
     import psycopg  # PostgreSQL only: the backend's own driver
 
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)
 
 
-def read_ledger(user_ids: set[str], using: str) -> dict[str, tuple[str, str]]:
-    """``user_id -> (content_hash, message_id)`` for these users, locked until commit."""
+def read_ledger(user_ids: set[str], using: str, *, lock: bool = True) -> dict[str, tuple[str, str]]:
+    """``user_id -> (content_hash, message_id)`` for these users; with ``lock``, locked until
+    commit (so inside a transaction)."""
     connection = connections[using]
     if connection.vendor == "postgresql" and len(user_ids) >= COPY_THRESHOLD:
         # One array parameter, bound server-side, instead of a thousand quoted literals.
@@ -279,16 +318,18 @@ def read_ledger(user_ids: set[str], using: str) -> dict[str, tuple[str, str]]:
         with _server_bound_cursor(connection) as cursor:
             cursor.execute(
                 f"SELECT user_id, content_hash, message_id FROM {table} "
-                "WHERE user_id = ANY(%s) FOR UPDATE",
+                f"WHERE user_id = ANY(%b){' FOR UPDATE' if lock else ''}",
                 [list(user_ids)],
             )
             return {user_id: (digest, message_id) for user_id, digest, message_id in cursor}
+    entries = LedgerEntry.objects.using(using).filter(user_id__in=user_ids)
+    if lock:
+        entries = entries.select_for_update()
     return {
         user_id: (content_hash, message_id)
-        for user_id, content_hash, message_id in LedgerEntry.objects.using(using)
-        .select_for_update()
-        .filter(user_id__in=user_ids)
-        .values_list("user_id", "content_hash", "message_id")
+        for user_id, content_hash, message_id in entries.values_list(
+            "user_id", "content_hash", "message_id"
+        )
     }
 
 
@@ -303,7 +344,7 @@ def write_ledger(entries: list[tuple[str, str, str]], now: datetime, using: str)
         with _server_bound_cursor(connection) as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (user_id, content_hash, message_id, recorded_at) "
-                "SELECT u, h, m, %s FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(u, h, m) "
+                "SELECT u, h, m, %b FROM unnest(%b::text[], %b::text[], %b::text[]) AS t(u, h, m) "
                 "ON CONFLICT (user_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
                 "message_id = EXCLUDED.message_id, recorded_at = EXCLUDED.recorded_at",
                 [now, user_ids, hashes, message_ids],
@@ -321,8 +362,8 @@ def write_ledger(entries: list[tuple[str, str, str]], now: datetime, using: str)
 
 
 def copy_outbox(
-    events: list[UserEnrichedEvent],
-    hashes: list[str],
+    events: Sequence[UserEnrichedEvent],
+    hashes: Sequence[str],
     now: datetime,
     lease: Lease | None,
     using: str,
@@ -423,6 +464,11 @@ def _quietly(getter: Callable[[], Any]) -> Any:
         return getter()
     except Exception:
         return None
+
+
+def is_capturing() -> bool:
+    """Whether events go to ``capture_events()`` rather than the outbox and the sink."""
+    return bool(_capture)
 
 
 @contextmanager

@@ -10,10 +10,12 @@ import select
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent, Status
@@ -21,6 +23,7 @@ from django_app.runtime import get_source
 from tests.django.helpers import REPO, thrivestack_to, worker_env
 from tests.testapp.models import Account, Profile
 from tracking_adapter import UserEnrichedEvent
+from tracking_adapter.receiver import Scripted
 from tracking_adapter.wire_schema import event_json_schema
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,7 +68,9 @@ def test_each_user_is_sent_once_and_reruns_send_only_what_changed(settings, rece
     assert len({item["user_id"] for item in receiver.items}) == 2500
     assert "read:         2,500" in summary
     assert "sent:         2,500" in summary
-    assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 2500
+    # Delivered straight away: the ledger holds each user's content, the outbox nothing.
+    assert LedgerEntry.objects.count() == 2500
+    assert OutboxEvent.objects.count() == 0
     # The event's timestamp is when the enrichment happened, not when the backfill ran.
     first = next(i for i in receiver.items if i["user_id"] == profiles[0].tracking_user_id)
     assert first["timestamp"] == "2024-03-01T12:00:00.000Z"
@@ -98,22 +103,79 @@ def test_an_interrupted_run_resumes_and_every_user_ends_delivered_once(settings,
     assert "read:         1,200" in summary
     assert len({item["user_id"] for item in receiver.items}) == 1200
     assert receiver.duplicate_count == 0
-    assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 1200
+    assert LedgerEntry.objects.count() == 1200
 
 
-def test_a_crash_mid_batch_loses_nothing_and_duplicates_keep_their_message_id(settings, receiver):
+def test_a_crash_after_sending_loses_nothing_and_the_resend_keeps_its_message_ids(
+    settings, receiver
+):
     settings.TRACKING_ADAPTER = thrivestack_to(receiver)
     existing_profiles(300)
-    # The run died after recording a batch and before its answer was written back: the rows
-    # are in the outbox under a lease that has not expired.
+
+    # The run dies after the sink accepted a batch and before the ledger was written.
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    run = Backfill(get_source(), BackfillOptions(batch_size=100))
+    with mock.patch("django_app.backfill.write_ledger", crash), pytest.raises(KeyboardInterrupt):
+        list(run.run())
+    assert receiver.item_count == 100
+    assert LedgerEntry.objects.count() == 0
+
+    summary = backfill("--batch-size", "100")  # the re-run sends that batch again
+
+    assert "sent:         300" in summary
+    assert len({item["user_id"] for item in receiver.items}) == 300
+    assert receiver.item_count == 400
+    # The 100 sent twice are the same items (same content and enrichment time, so the
+    # same derived message id): a collector that deduplicates drops them.
+    assert receiver.duplicate_count == 100
+    assert "unchanged:    300" in backfill("--batch-size", "100")
+
+
+def test_no_deliver_leaves_every_event_in_the_outbox_for_the_workers(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    existing_profiles(300)
     run = Backfill(get_source(), BackfillOptions(batch_size=300, deliver=False))
     list(run.run())
     assert OutboxEvent.objects.filter(status=Status.PENDING).count() == 300
+    assert receiver.item_count == 0
 
     backfill()  # a re-run skips those users: the ledger has them
     assert receiver.item_count == 0
     call_command("deliver_events", "--once", stdout=io.StringIO())  # the worker delivers
     assert receiver.item_count == 300
+    assert receiver.duplicate_count == 0
+
+
+def test_what_the_sink_does_not_accept_is_kept_in_the_outbox_retried_or_dead(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    profiles = existing_profiles(250)
+    bad = profiles[150].tracking_user_id
+    receiver.reject = lambda item: "bad city" if item["user_id"] == bad else None
+    receiver.script(Scripted(500, {"message": "boom"}))  # the first batch fails, for now
+
+    summary = backfill("--batch-size", "100")
+
+    assert receiver.item_count == 149  # batches 2 and 3, but the one refused
+    assert "sent:         149" in summary
+    assert "to retry:     100" in summary
+    assert "rejected:     1" in summary
+    assert "bad city" in summary
+    pending = OutboxEvent.objects.filter(status=Status.PENDING)
+    assert pending.count() == 100
+    assert all(row.attempts == 1 and "500" in row.last_error for row in pending)
+    dead = OutboxEvent.objects.get(status=Status.DEAD)
+    assert dead.user_id == bad
+    assert "bad city" in dead.last_error
+    assert LedgerEntry.objects.count() == 250  # sent, or the outbox's to send
+
+    assert "unchanged:    250" in backfill()  # a re-run does not send them a second time
+    assert receiver.item_count == 149
+    OutboxEvent.objects.update(next_attempt_at=timezone.now())
+    call_command("deliver_events", "--once", stdout=io.StringIO())
+    assert receiver.item_count == 249
+    assert len({item["user_id"] for item in receiver.items}) == 249
     assert receiver.duplicate_count == 0
 
 
