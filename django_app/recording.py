@@ -2,7 +2,7 @@
 
 ``record_event`` consults the ledger (same content already recorded for this user? then
 nothing to do), writes the outbox row and the ledger, and asks for delivery once the
-transaction commits. On PostgreSQL that is one statement (see ``_record_one_statement``);
+transaction commits. On PostgreSQL that is one function call (see ``_record_one_statement``);
 elsewhere a few statements in an atomic block. ``safe_record`` logs whatever fails, and
 data that could make a statement fail is refused before any SQL runs.
 """
@@ -98,56 +98,44 @@ def _record_one_statement(
     event: UserEnrichedEvent, *, force: bool, skip_empty: bool, using: str
 ) -> Recorded:
     """The save path on PostgreSQL: the ledger check, the ledger update and the outbox
-    insert in one statement, so a tracked save costs one round trip more than an untracked one.
+    insert in one call of the function migration 0002 creates, so a tracked save costs one
+    round trip more than an untracked one, and the server reuses its plans (a statement
+    sent as SQL would be parsed and planned on every save: Django leaves prepared
+    statements off for the sake of connection poolers).
 
-    The ledger upsert returns a row only when the user's content changed (or ``force``);
+    The ledger upsert changes a row only when the user's content changed (or ``force``);
     the outbox insert happens only then. No savepoint: neither part can conflict (the
     ledger upserts on its key, the outbox skips a message id it already holds).
     """
     event = apply_exclusions(event)
-    connection = connections[using]
     now = timezone.now()
     if event.has_default_message_id:
         # Unique per recording: the same content recorded again later (A, then B, then A)
         # must not reuse the id an earlier event was sent with.
         event = event.model_copy(update={"message_id": chain_message_id(now.isoformat(), event)})
     content_hash = event.content_hash()
-    empty = skip_empty and not any(event.properties.to_wire().values())
-    quote = connection.ops.quote_name
-    ledger = quote(LedgerEntry._meta.db_table)
-    outbox = quote(OutboxEvent._meta.db_table)
-    values = _outbox_values(event, content_hash, now, None)
-    columns = list(values)
-    if empty:
-        # A blank profile is not news for a user never recorded: only update an existing entry.
-        changed = (
-            f"UPDATE {ledger} AS l SET content_hash = %s, message_id = %s, recorded_at = %s "
-            "WHERE l.user_id = %s AND (l.content_hash <> %s OR %s) RETURNING 1"
-        )
-        changed_params: list[Any] = [
-            content_hash, event.message_id, now, event.user_id, content_hash, force
-        ]  # fmt: skip
-    else:
-        changed = (
-            f"INSERT INTO {ledger} AS l (user_id, content_hash, message_id, recorded_at) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
-            "content_hash = EXCLUDED.content_hash, message_id = EXCLUDED.message_id, "
-            "recorded_at = EXCLUDED.recorded_at "
-            "WHERE l.content_hash <> EXCLUDED.content_hash OR %s RETURNING 1"
-        )
-        changed_params = [event.user_id, content_hash, event.message_id, now, force]
-    sql = (
-        f"WITH changed AS ({changed}) "
-        f"INSERT INTO {outbox} ({', '.join(quote(c) for c in columns)}) "
-        f"SELECT {', '.join(['%s'] * len(columns))} WHERE EXISTS (SELECT 1 FROM changed) "
-        "ON CONFLICT (message_id) DO NOTHING RETURNING id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*changed_params, *values.values()])
-        inserted = cursor.fetchone()
+    # Blank properties are not news for a user never recorded: then the function only
+    # updates an existing ledger entry.
+    blank = skip_empty and event.properties.is_blank()
+    params: list[Any] = [
+        event.user_id,
+        event.group_id,
+        content_hash,
+        event.message_id,
+        event.to_json().decode("utf-8"),
+        now,
+        force,
+        blank,
+    ]
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"SELECT {RECORD_FUNCTION}(%s, %s, %s, %s, %s, %s, %s, %s)", params)
+        (inserted,) = cursor.fetchone()
     if inserted is None:
         return Recorded(event, None)
-    return Recorded(event, Claimed(inserted[0], event.message_id, event.user_id, 0, ""))
+    return Recorded(event, Claimed(inserted, event.message_id, event.user_id, 0, ""))
+
+
+RECORD_FUNCTION = "django_app_record_event"  # created by migration 0002, on PostgreSQL
 
 
 def _outbox_values(
@@ -238,7 +226,7 @@ def choose_events(
         previous = ledger.get(event.user_id)
         if previous is not None and previous[0] == content_hash and not force:
             continue
-        if previous is None and skip_empty and not any(event.properties.to_wire().values()):
+        if previous is None and skip_empty and event.properties.is_blank():
             continue
         if previous is not None and event.has_default_message_id:
             # A re-recording (forced, or content that changed back) must not reuse an
@@ -297,15 +285,22 @@ def insert_outbox(
 COPY_THRESHOLD = 50  # below this, one INSERT is as quick and simpler
 
 
-def _server_bound_cursor(connection: Any) -> Any:
-    """A psycopg cursor binding parameters server-side (Django's binds client-side), so a
-    list goes to PostgreSQL as one array parameter rather than escaped text. Lists are
-    passed as ``%b`` (binary): the text form of an array is built by psycopg in Python,
-    about four times slower for a thousand ids."""
+def server_bound_cursor(connection: Any) -> Any:
+    """A psycopg cursor binding parameters server-side (Django's binds client-side), wrapped
+    like Django's own cursors (query logging, execute wrappers, error translation).
+
+    Server-side binding lets psycopg prepare a statement run again and again, and sends a
+    list as one array parameter rather than escaped text. Lists go as ``%b`` (binary): the
+    text form of an array is built by psycopg in Python, about four times slower for a
+    thousand ids.
+    """
     import psycopg  # PostgreSQL only: the backend's own driver
 
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    cursor = psycopg.Cursor(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
 
 
 def read_ledger(user_ids: set[str], using: str, *, lock: bool = True) -> dict[str, tuple[str, str]]:
@@ -315,7 +310,7 @@ def read_ledger(user_ids: set[str], using: str, *, lock: bool = True) -> dict[st
     if connection.vendor == "postgresql" and len(user_ids) >= COPY_THRESHOLD:
         # One array parameter, bound server-side, instead of a thousand quoted literals.
         table = connection.ops.quote_name(LedgerEntry._meta.db_table)
-        with _server_bound_cursor(connection) as cursor:
+        with server_bound_cursor(connection) as cursor:
             cursor.execute(
                 f"SELECT user_id, content_hash, message_id FROM {table} "
                 f"WHERE user_id = ANY(%b){' FOR UPDATE' if lock else ''}",
@@ -341,7 +336,7 @@ def write_ledger(entries: list[tuple[str, str, str]], now: datetime, using: str)
     if connection.vendor == "postgresql" and len(entries) >= COPY_THRESHOLD:
         table = connection.ops.quote_name(LedgerEntry._meta.db_table)
         user_ids, hashes, message_ids = (list(column) for column in zip(*entries, strict=True))
-        with _server_bound_cursor(connection) as cursor:
+        with server_bound_cursor(connection) as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (user_id, content_hash, message_id, recorded_at) "
                 "SELECT u, h, m, %b FROM unnest(%b::text[], %b::text[], %b::text[]) AS t(u, h, m) "

@@ -5,11 +5,13 @@ Works on any object or dict: Django model instances, dataclasses, provider JSON 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MethodType
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,29 +42,59 @@ def resolve_path(obj: Any, path: str) -> Any:
 
     A bound method found along the way is called without arguments (``get_full_name``).
     """
-    if not isinstance(path, str) or not path or any(not part for part in path.split(".")):
+    if not isinstance(path, str):
         raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
     current = obj
-    walked: list[str] = []
-    for part in path.split("."):
+    for position, part in enumerate(_path_parts(path)):
         if current is None:
             return None
-        walked.append(part)
-        if isinstance(current, Mapping):
+        kind = _kind(type(current))
+        if kind is _OBJECT:
+            current = _attribute(current, part, path)
+        elif kind is _MAPPING:
             current = current.get(part)
-        elif isinstance(current, Sequence) and not isinstance(current, str | bytes):
+        else:
             if not _INDEX.fullmatch(part):
+                walked = ".".join(_path_parts(path)[:position])
                 raise MappingError(
-                    f"attribute path {path!r}: {'.'.join(walked[:-1]) or 'the object'} is a "
+                    f"attribute path {path!r}: {walked or 'the object'} is a "
                     f"list, so {part!r} must be an index"
                 )
             index = int(part)
             current = current[index] if -len(current) <= index < len(current) else None
-        else:
-            current = _attribute(current, part, path)
-        if inspect.ismethod(current) and _callable_without_arguments(current):
+        if type(current) is MethodType and _callable_without_arguments(current):
             current = current()
     return current
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple[str, ...]:
+    """The parts of a valid path (paths come from settings: few, and read on every save)."""
+    if not path or any(not part for part in path.split(".")):
+        raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
+    return tuple(path.split("."))
+
+
+_OBJECT, _MAPPING, _SEQUENCE = "object", "mapping", "sequence"
+
+
+_KINDS: dict[type, str] = {}
+
+
+def _kind(cls: type) -> str:
+    """How a path steps into an instance of ``cls``; worked out once per class, since
+    ``isinstance`` against the collection ABCs is slow for the model instances that
+    most paths walk."""
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if issubclass(cls, Mapping):
+            kind = _MAPPING
+        elif issubclass(cls, Sequence) and not issubclass(cls, str | bytes):
+            kind = _SEQUENCE
+        else:
+            kind = _OBJECT
+        _KINDS[cls] = kind
+    return kind
 
 
 def _attribute(obj: Any, name: str, path: str) -> Any:

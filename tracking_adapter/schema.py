@@ -338,6 +338,10 @@ class EnrichmentProperties(BaseModel):
         wire.update(copy.deepcopy(self.__pydantic_extra__ or {}))
         return wire
 
+    def is_blank(self) -> bool:
+        """True when every property is empty: ``""``, ``[]`` or an empty extra."""
+        return not any(self.__dict__.values()) and not any((self.__pydantic_extra__ or {}).values())
+
     @property
     def extra(self) -> dict[str, Any]:
         """The extra (non-``enrichment_*``-spec) properties."""

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent
-from django_app.recording import _outbox_values
+from django_app.recording import RECORD_FUNCTION, _outbox_values
 from django_app.runtime import get_source
 from tests.django.helpers import make_profile, thrivestack_to, tracking
 from tests.django.test_backfill import existing_profiles
@@ -72,9 +72,30 @@ def test_a_tracked_save_costs_one_statement_on_postgresql(settings):
     with CaptureQueriesContext(connection) as untracked, transaction.atomic():
         profile.save()
     statements = [q["sql"] for q in tracked.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
-    assert len(statements) == 2, statements  # the UPDATE and our one insert
+    assert len(statements) == 2, statements  # the UPDATE and our one call
+    assert statements[1].startswith(f"SELECT {RECORD_FUNCTION}("), statements[1]
     assert len(untracked.captured_queries) == len(tracked.captured_queries) - 1
     assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
+
+
+@pytest.mark.postgres
+def test_the_save_path_function_is_the_one_the_migration_creates_and_drops():
+    import importlib
+
+    migration = importlib.import_module("django_app.migrations.0002_record_event_function")
+    assert migration.FUNCTION == RECORD_FUNCTION
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [RECORD_FUNCTION])
+        assert cursor.fetchone() == (1,)
+    try:
+        with connection.schema_editor() as editor:  # what migrating back to 0001 runs
+            migration.drop_function(None, editor)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [RECORD_FUNCTION])
+            assert cursor.fetchone() == (0,)
+    finally:
+        with connection.schema_editor() as editor:
+            migration.create_function(None, editor)
 
 
 @pytest.mark.postgres
