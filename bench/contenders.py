@@ -32,10 +32,24 @@ ALL_PROPERTIES = list(PROPERTY_NAMES)
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set of this process, in MB. (Not of --workers' children: on Linux a
-    process's RUSAGE_CHILDREN maximum is inherited across fork and exec, so it would report
-    whatever the benchmark runner's earlier children peaked at.)"""
+    """Peak resident set of this process, in MB: VmHWM, which starts afresh at exec.
+    (``getrusage(RUSAGE_SELF).ru_maxrss`` does not on Linux: it carries over the peak of
+    the process that started us, here the runner after seeding.)"""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def workers_peak_rss_mb() -> float:
+    """Peak resident set of the largest worker process this one forked and waited for, in
+    MB (0 when it forked none). A forked worker's figure counts the pages it shares with
+    us, so it errs high."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def baseline(count: int, careful: bool) -> None:
@@ -62,17 +76,18 @@ def baseline(count: int, careful: bool) -> None:
 
 
 def project(count: int) -> None:
-    """``manage.py backfill_user_enriched`` as a user runs it."""
+    """``manage.py backfill_user_enriched`` as a user runs it (``--workers auto``: one
+    process per CPU for a run this size on PostgreSQL)."""
     from django.core.management import call_command
 
-    call_command("backfill_user_enriched", "--batch-size", "1000", verbosity=0)
+    call_command("backfill_user_enriched", verbosity=0)
 
 
-def project_workers(count: int) -> None:
-    """The same command with ``--workers 2``, as the README suggests on a 2-core machine."""
+def project_one_process(count: int) -> None:
+    """The same command held to one process, to show what the processes add."""
     from django.core.management import call_command
 
-    call_command("backfill_user_enriched", "--batch-size", "1000", "--workers", "2", verbosity=0)
+    call_command("backfill_user_enriched", "--workers", "1", verbosity=0)
 
 
 def floor(count: int) -> None:
@@ -86,6 +101,13 @@ def floor(count: int) -> None:
         "ORDER BY p.id"
     )
     names = list(PROPERTY_FIELDS)
+    # JSON columns come back from the driver as text (Django decodes them in the field):
+    # decode them too, or the floor would post a list as a string.
+    json_names = [
+        name
+        for name, field in PROPERTY_FIELDS.items()
+        if Profile._meta.get_field(field).get_internal_type() == "JSONField"
+    ]
     session = requests.Session()
     session.headers.update(
         {"x-api-key": settings.BENCH_API_KEY, "Content-Type": "application/json"}
@@ -100,6 +122,9 @@ def floor(count: int) -> None:
                 properties = dict.fromkeys(ALL_PROPERTIES, "")
                 properties["enrichment_phone"] = []
                 properties.update(zip(names, values, strict=True))
+                for name in json_names:
+                    if properties[name] is not None:
+                        properties[name] = json.loads(properties[name])
                 items.append(
                     {
                         "user_id": username,
@@ -118,7 +143,7 @@ CONTENDERS: dict[str, Callable[[int], None]] = {
     "baseline-default": lambda n: baseline(n, careful=False),
     "baseline-careful": lambda n: baseline(n, careful=True),
     "project": project,
-    "project-2-workers": project_workers,
+    "project-1-process": project_one_process,
     "floor": floor,
 }
 
@@ -131,6 +156,7 @@ def main() -> None:
         "name": name,
         "seconds": time.perf_counter() - started,
         "peak_rss_mb": peak_rss_mb(),
+        "workers_peak_rss_mb": workers_peak_rss_mb(),
     }
     print(json.dumps(result))
 

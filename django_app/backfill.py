@@ -155,6 +155,7 @@ class Backfill:
         self.stats = BackfillStats()
         self.stopping = False
         self.source_label: str | None = None  # --model, for worker processes to rebuild
+        self.workers = 1  # processes sharing the run (run_parallel), for the summary
 
     # -- what to read -------------------------------------------------------------------
     def _paths(self) -> list[str]:

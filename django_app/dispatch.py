@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from django_app.conf import SETTING_NAME, app_settings
 from django_app.models import OutboxEvent, Status
+from django_app.postgres import server_bound_cursor
 from django_app.runtime import get_inline_sink, get_retry_policy, get_sink, secrets
 from tracking_adapter import UserEnrichedEvent
 from tracking_adapter.security import redact
@@ -262,8 +263,8 @@ def settle(
 
 
 def _mark_delivered(ids: list[int], token: str, now: datetime, sink_name: str, using: str) -> int:
-    """One UPDATE for a delivered batch. On PostgreSQL the ids go as one array parameter;
-    the ORM's ``pk__in`` prepares a thousand parameters one by one."""
+    """One UPDATE for a delivered batch. On PostgreSQL the ids go as one binary array
+    parameter; the ORM's ``pk__in`` prepares a thousand parameters one by one."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return (
@@ -279,11 +280,11 @@ def _mark_delivered(ids: list[int], token: str, now: datetime, sink_name: str, u
             )
         )
     table = connection.ops.quote_name(OutboxEvent._meta.db_table)
-    with connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, delivered_at = %s, updated_at = %s, "
             "attempts = attempts + 1, lease_expires_at = NULL, last_error = '', sink = %s "
-            "WHERE id = ANY(%s) AND claim_token = %s",
+            "WHERE id = ANY(%b) AND claim_token = %s",
             [Status.DELIVERED.value, now, now, sink_name, ids, token],
         )
         return int(cursor.rowcount)

@@ -24,6 +24,7 @@ from django_app import dispatch
 from django_app.conf import app_settings
 from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent, Status
+from django_app.postgres import server_bound_cursor
 from django_app.runtime import secrets
 from tracking_adapter import (
     ConfigurationError,
@@ -283,24 +284,6 @@ def insert_outbox(
 
 
 COPY_THRESHOLD = 50  # below this, one INSERT is as quick and simpler
-
-
-def server_bound_cursor(connection: Any) -> Any:
-    """A psycopg cursor binding parameters server-side (Django's binds client-side), wrapped
-    like Django's own cursors (query logging, execute wrappers, error translation).
-
-    Server-side binding lets psycopg prepare a statement run again and again, and sends a
-    list as one array parameter rather than escaped text. Lists go as ``%b`` (binary): the
-    text form of an array is built by psycopg in Python, about four times slower for a
-    thousand ids.
-    """
-    import psycopg  # PostgreSQL only: the backend's own driver
-
-    connection.ensure_connection()
-    cursor = psycopg.Cursor(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(cursor)
-    return connection.make_cursor(cursor)
 
 
 def read_ledger(user_ids: set[str], using: str, *, lock: bool = True) -> dict[str, tuple[str, str]]:

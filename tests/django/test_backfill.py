@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -301,3 +302,45 @@ def test_without_a_terminal_only_the_summary_is_printed(receiver):
     )
     assert quiet.returncode == 0
     assert quiet.stdout == ""
+
+
+def test_workers_option_takes_a_count_or_auto():
+    from django_app.management.commands.backfill_user_enriched import AUTO, workers_option
+
+    assert workers_option("auto") == AUTO
+    assert workers_option("3") == 3
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(argparse.ArgumentTypeError, match="or 'auto'"):
+            workers_option(bad)
+    with pytest.raises(CommandError, match="--workers"):
+        backfill("--workers", "0")
+
+
+def test_auto_workers_use_the_cpus_only_for_large_runs_on_postgresql(monkeypatch):
+    from django_app.management.commands import backfill_user_enriched as command
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    big = 20 * 1000
+    assert command.auto_workers(big, BackfillOptions(), "postgresql") == command.MAX_AUTO_WORKERS
+    assert command.auto_workers(big - 1, BackfillOptions(), "postgresql") == 1
+    assert command.auto_workers(big, BackfillOptions(), "sqlite") == 1
+    assert command.auto_workers(big, BackfillOptions(limit=big), "postgresql") == 1
+    assert command.auto_workers(big, BackfillOptions(dry_run=True), "postgresql") == 1
+    assert command.auto_workers(2000, BackfillOptions(batch_size=100), "postgresql") == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert command.auto_workers(big, BackfillOptions(), "postgresql") == 2
+
+
+@pytest.mark.postgres
+def test_by_default_a_large_run_on_postgresql_is_shared_by_processes(settings, receiver):
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    existing_profiles(1000)
+
+    summary = backfill("--batch-size", "50")  # 20 batches: enough for --workers auto
+
+    expected = min(len(os.sched_getaffinity(0)), 4)
+    if expected > 1:
+        assert f", {expected} processes)" in summary
+    assert "sent:         1,000" in summary
+    assert len({item["user_id"] for item in receiver.items}) == 1000
+    assert receiver.duplicate_count == 0

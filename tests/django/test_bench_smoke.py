@@ -25,7 +25,7 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
-    for name in ("baseline-careful", "project", "project-2-workers", "floor"):
+    for name in ("baseline-careful", "project", "project-1-process", "floor"):
         assert report["backfill"][name]["lost"] == 0, name
         assert report["backfill"][name]["duplicates"] == 0, name
     assert report["drain"]["2_worker"]["delivered"] == 300

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -45,6 +46,44 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+AUTO = "auto"
+MAX_AUTO_WORKERS = 4
+AUTO_WORKERS_MIN_BATCHES = 20
+
+
+def workers_option(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use a number of processes (1 or more) or 'auto'"
+        )
+    return count
+
+
+def auto_workers(rows: int, options: BackfillOptions, vendor: str) -> int:
+    """What ``--workers auto`` means for this run.
+
+    Reading, validating and encoding events is Python work, bound by one core per process,
+    while the database and the sink have capacity to spare; so a large run on PostgreSQL
+    gets one process per CPU. Small runs, SQLite (one writer at a time), ``--limit`` and
+    ``--dry-run`` (whose output is one ordered stream) keep to one process.
+    """
+    if vendor == "sqlite" or options.limit or options.dry_run:
+        return 1
+    if rows < AUTO_WORKERS_MIN_BATCHES * options.batch_size:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_AUTO_WORKERS))
+
+
 class Command(BaseCommand):
     help = (
         "Send user_enriched for existing users of TRACKING_ADAPTER['SOURCE'] (or --model), "
@@ -70,10 +109,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--workers",
-            type=int,
-            default=1,
-            help="processes sharing the work by primary-key range (default 1; 2 suits a "
-            "2-core machine on PostgreSQL)",
+            type=workers_option,
+            default=AUTO,
+            help="processes sharing the work by primary-key range: a number, or 'auto' "
+            f"(default): one per CPU, at most {MAX_AUTO_WORKERS}, on PostgreSQL for runs "
+            f"of {AUTO_WORKERS_MIN_BATCHES} batches or more; otherwise 1",
         )
         parser.add_argument(
             "--deliver",
@@ -89,12 +129,13 @@ class Command(BaseCommand):
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
         workers = options["workers"]
-        if workers < 1:
-            raise CommandError("--workers must be at least 1")
-        if workers > 1 and (options["limit"] or options["dry_run"]):
-            raise CommandError("--workers works without --limit and --dry-run")
-        if workers > 1 and connection.vendor == "sqlite":
-            raise CommandError("--workers needs a database with concurrent writers (PostgreSQL)")
+        if workers != AUTO and workers > 1:
+            if options["limit"] or options["dry_run"]:
+                raise CommandError("--workers works without --limit and --dry-run")
+            if connection.vendor == "sqlite":
+                raise CommandError(
+                    "--workers needs a database with concurrent writers (PostgreSQL)"
+                )
         source = self._source(options["model"])
         run_options = BackfillOptions(
             batch_size=options["batch_size"],
@@ -119,6 +160,9 @@ class Command(BaseCommand):
             total = backfill.count()
         except MappingError as exc:
             raise CommandError(str(exc)) from None
+        if workers == AUTO:
+            workers = auto_workers(total, run_options, connection.vendor)
+        backfill.workers = workers
 
         previous = signal.getsignal(signal.SIGINT)
 
@@ -193,7 +237,8 @@ class Command(BaseCommand):
             )
         lines = [
             f"backfill {'stopped' if backfill.stopping else 'finished'} in {elapsed:.1f}s "
-            f"({rate:,.0f} rows/s)",
+            f"({rate:,.0f} rows/s"
+            + (f", {backfill.workers} processes)" if backfill.workers > 1 else ")"),
             *(f"  {label + ':':<13} {value}" for label, value in counts),
         ]
         if backfill.options.deliver is False and not backfill.options.dry_run:
