@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 # Peak memory of the backfill at 1,000,000 rows (seeding alone takes a few minutes).
 bench-memory: $(STAMP)
-	$(BIN)/python -m bench.run --n 1000000 --repeat 1 --only backfill --contenders project --out bench/results/memory-1m.md
+	$(BIN)/python -m bench.run --n 1000000 --repeat 1 --only backfill --contenders project,project-1-process --out bench/results/memory-1m.md
 
 clean:
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache build *.egg-info

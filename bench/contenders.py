@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,58 @@ def workers_peak_rss_mb() -> float:
     MB (0 when it forked none). A forked worker's figure counts the pages it shares with
     us, so it errs high."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+class TreeMemory:
+    """Samples the proportional set size (PSS) of this process and its children, summed,
+    ten times a second, and keeps the peak. Unlike adding up each process's RSS, PSS counts
+    a page that forked workers share with their parent once, which is what the machine
+    actually spends. Linux only (``/proc/PID/smaps_rollup``); 0 elsewhere."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            total = sum(_pss_kb(pid) for pid in _tree(os.getpid()))
+            self.peak_mb = max(self.peak_mb, total / 1024)
+            if self._done.wait(0.1):
+                return
+
+
+def _tree(pid: int) -> list[int]:
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def baseline(count: int, careful: bool) -> None:
@@ -151,10 +204,12 @@ CONTENDERS: dict[str, Callable[[int], None]] = {
 def main() -> None:
     name, count = sys.argv[1], int(sys.argv[2])
     started = time.perf_counter()
-    CONTENDERS[name](count)
+    with TreeMemory() as memory:
+        CONTENDERS[name](count)
     result: dict[str, Any] = {
         "name": name,
         "seconds": time.perf_counter() - started,
+        "peak_pss_mb": memory.peak_mb,
         "peak_rss_mb": peak_rss_mb(),
         "workers_peak_rss_mb": workers_peak_rss_mb(),
     }

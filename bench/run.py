@@ -210,6 +210,7 @@ def run_backfill(
             "duplicates": max(r["duplicates"] for r in results),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "workers_peak_rss_mb": max(r.get("workers_peak_rss_mb", 0.0) for r in results),
+            "peak_pss_mb": max(r.get("peak_pss_mb", 0.0) for r in results),
             "runs": [round(r["events_per_s"]) for r in results],
         }
     return summary
@@ -294,13 +295,13 @@ def render(report: dict[str, Any]) -> str:
     if backfill:
         lines += [
             "| backfill contender | events/s | lost | duplicates | peak RSS MB, main process "
-            "| peak RSS MB, largest worker process | runs |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| peak RSS MB, largest worker process | peak PSS MB, all processes | runs |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for name, row in backfill.items():
             lines.append(
                 f"| {name} | {row['events_per_s']:,.0f} | {row['lost']:,} | {row['duplicates']:,} "
-                f"| {row['peak_rss_mb']:.0f} | {_workers_rss(row)} "
+                f"| {row['peak_rss_mb']:.0f} | {_workers_rss(row)} | {row['peak_pss_mb']:.0f} "
                 f"| {', '.join(f'{r:,}' for r in row['runs'])} |"
             )
         ratios = []

@@ -40,11 +40,12 @@ from django_app.recording import (
     is_capturing,
     read_ledger,
     record_events,
-    write_ledger,
+    write_ledger_if_unchanged,
 )
-from django_app.runtime import get_sink
+from django_app.runtime import get_sink, secrets
 from django_app.source import Source, aware
 from tracking_adapter import EventValidationError, MappingError, PropertyMap, UserEnrichedEvent
+from tracking_adapter.security import redact
 from tracking_adapter.sinks import Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
 
@@ -135,6 +136,19 @@ def fetch_tuples(queryset: models.QuerySet[Any]) -> list[tuple[Any, ...]]:
     if converters:
         return [tuple(row) for row in compiler.apply_converters(rows, converters)]
     return rows
+
+
+@dataclass
+class SendBatch:
+    """Events chosen to send, with what the ledger held for their users when chosen."""
+
+    events: list[UserEnrichedEvent]
+    hashes: list[str]
+    expected: list[str | None]  # each user's ledger message id then (None: no entry)
+
+    def ledger_entries(self) -> dict[str, tuple[str, str]]:
+        """The entries this batch writes once sent: ``user_id -> (content_hash, message_id)``."""
+        return {e.user_id: (h, e.message_id) for e, h in zip(self.events, self.hashes, strict=True)}
 
 
 class Backfill:
@@ -299,6 +313,7 @@ class Backfill:
         overlap = connections[using].vendor != "sqlite"
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender:
             in_flight: Future[None] | None = None
+            in_flight_batch: SendBatch | None = None
             for rows in self.batches():
                 self.stats.read += len(rows)
                 events = self.build(rows)
@@ -314,17 +329,18 @@ class Backfill:
                     self.stats.unchanged += len(recorded) - created
                     yield self.stats
                     continue
-                chosen, hashes = self._changed(events, using)
-                self.stats.recorded += len(chosen)
-                self.stats.unchanged += len(events) - len(chosen)
+                batch = self._changed(events, using, in_flight_batch)
+                self.stats.recorded += len(batch.events)
+                self.stats.unchanged += len(events) - len(batch.events)
                 if in_flight is not None:
                     in_flight.result()  # at most one batch on the wire: memory stays bounded
-                    in_flight = None
-                if chosen:
+                    in_flight, in_flight_batch = None, None
+                if batch.events:
                     if overlap:
-                        in_flight = sender.submit(self._send, chosen, hashes, sink, using)
+                        in_flight = sender.submit(self._send, batch, sink, using)
+                        in_flight_batch = batch
                     else:
-                        self._send(chosen, hashes, sink, using)
+                        self._send(batch, sink, using)
                 yield self.stats
             if in_flight is not None:
                 in_flight.result()
@@ -332,17 +348,21 @@ class Backfill:
             sender.submit(connections.close_all).result()  # the sender thread's connection
 
     def _changed(
-        self, events: list[UserEnrichedEvent], using: str
-    ) -> tuple[list[UserEnrichedEvent], list[str]]:
-        """The events whose content the ledger does not hold yet, and their content hashes."""
+        self, events: list[UserEnrichedEvent], using: str, in_flight: SendBatch | None
+    ) -> SendBatch:
+        """The events whose content the ledger does not hold yet. The batch on the wire has
+        not written the ledger yet: its entries count as written (a user may have several
+        rows, in consecutive batches)."""
         hashes = [event.content_hash() for event in events]
         ledger = read_ledger({event.user_id for event in events}, using, lock=False)
+        if in_flight is not None:
+            ledger.update(in_flight.ledger_entries())
         indexes = choose_events(events, hashes, ledger, force=self.options.force)
-        return [events[i] for i in indexes], [hashes[i] for i in indexes]
+        chosen = [events[i] for i in indexes]
+        expected = [ledger[e.user_id][1] if e.user_id in ledger else None for e in chosen]
+        return SendBatch(chosen, [hashes[i] for i in indexes], expected)
 
-    def _send(
-        self, events: list[UserEnrichedEvent], hashes: list[str], sink: Sink, using: str
-    ) -> None:
+    def _send(self, batch: SendBatch, sink: Sink, using: str) -> None:
         """Send, then write down what happened: the ledger takes every event (delivered, or
         now the outbox's to deliver), the outbox only those not delivered, which are settled
         like any delivery attempt (rescheduled by the retry policy, or dead with the reason).
@@ -350,20 +370,23 @@ class Backfill:
         Sending before writing is what makes a backfill cheap: a delivered event costs one
         ledger entry, not an outbox row written and then updated. If the run dies between
         the two, the ledger does not have the batch and a re-run sends it again with the
-        same message ids (deduplicated by Segment-compatible collectors).
+        same message ids (deduplicated by Segment-compatible collectors). The ledger write
+        is a compare-and-set: a user whose entry a live save changed since it was read
+        keeps the live save's entry, which is newer.
         """
+        events, hashes = batch.events, batch.hashes
         outcomes = dispatch.send_events(events, sink)
         failed = [
             i for i, outcome in enumerate(outcomes) if outcome.status is not OutcomeStatus.DELIVERED
         ]
         now = timezone.now()
         lease = Lease(uuid.uuid4().hex, now + timedelta(seconds=app_settings.LEASE_SECONDS))
+        entries = [
+            (e.user_id, h, e.message_id, expected)
+            for e, h, expected in zip(events, hashes, batch.expected, strict=True)
+        ]
         with transaction.atomic(using=using):
-            write_ledger(
-                [(e.user_id, h, e.message_id) for e, h in zip(events, hashes, strict=True)],
-                now,
-                using,
-            )
+            write_ledger_if_unchanged(entries, now, using)
             rows = insert_outbox(
                 [events[i] for i in failed], [hashes[i] for i in failed], now, lease, using
             )
@@ -374,9 +397,10 @@ class Backfill:
         settled = dispatch.settle(rows, failures, sink, using=using)
         self.stats.to_retry += settled.retried
         self.stats.rejected += settled.dead
+        hidden = secrets()
         for outcome in failures:
             if outcome.status is OutcomeStatus.REJECTED:
-                reason = outcome.reason[:200]
+                reason = redact(outcome.reason, hidden)[:200]
                 self.stats.rejected_reasons[reason] = self.stats.rejected_reasons.get(reason, 0) + 1
         delays = [o.delay or 1.0 for o in failures if o.status is OutcomeStatus.RETRY]
         if delays and not self.stopping:

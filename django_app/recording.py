@@ -10,6 +10,7 @@ data that could make a statement fail is refused before any SQL runs.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -86,7 +87,7 @@ def record_event(
     May raise ``DatabaseError``; callers on the save path use ``safe_record``.
     """
     using = using or router.db_for_write(OutboxEvent)
-    if connections[using].vendor == "postgresql" and not _capture:
+    if connections[using].vendor == "postgresql" and not _capture and _has_function(using):
         recorded = _record_one_statement(event, force=force, skip_empty=skip_empty, using=using)
     else:
         [recorded] = record_events([event], force=force, skip_empty=skip_empty, using=using)
@@ -110,7 +111,8 @@ def _record_one_statement(
     """
     event = apply_exclusions(event)
     now = timezone.now()
-    if event.has_default_message_id:
+    chosen_id = not event.has_default_message_id
+    if not chosen_id:
         # Unique per recording: the same content recorded again later (A, then B, then A)
         # must not reuse the id an earlier event was sent with.
         event = event.model_copy(update={"message_id": chain_message_id(now.isoformat(), event)})
@@ -127,16 +129,54 @@ def _record_one_statement(
         now,
         force,
         blank,
+        chosen_id,
     ]
     with connections[using].cursor() as cursor:
-        cursor.execute(f"SELECT {RECORD_FUNCTION}(%s, %s, %s, %s, %s, %s, %s, %s)", params)
+        cursor.execute(f"SELECT {RECORD_FUNCTION}(%s, %s, %s, %s, %s, %s, %s, %s, %s)", params)
         (inserted,) = cursor.fetchone()
     if inserted is None:
         return Recorded(event, None)
+    if inserted == -1:  # nothing was written: the transaction is intact
+        raise IntegrityError(f"message id {event.message_id!r} is already in the outbox")
     return Recorded(event, Claimed(inserted, event.message_id, event.user_id, 0, ""))
 
 
 RECORD_FUNCTION = "django_app_record_event"  # created by migration 0002, on PostgreSQL
+_RECORD_SIGNATURE = (
+    f"{RECORD_FUNCTION}"
+    "(text, text, text, text, jsonb, timestamp with time zone, boolean, boolean, boolean)"
+)
+_function_seen: dict[str, float] = {}  # alias -> when it was found missing (0.0: present)
+FUNCTION_RECHECK_SECONDS = 60.0
+
+
+def _has_function(using: str) -> bool:
+    """Whether migration 0002's function exists. Looked up once per process while it does;
+    while it does not (code deployed before ``migrate``, a test run with
+    ``--nomigrations``), saves record with the ORM like on other databases, and it is
+    looked up again a minute later. Calling a missing function would abort the host's
+    transaction, so this is not left to chance."""
+    missing_since = _function_seen.get(using)
+    if missing_since == 0.0:
+        return True
+    if missing_since is not None and time.monotonic() - missing_since < FUNCTION_RECHECK_SECONDS:
+        return False
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_RECORD_SIGNATURE])
+        (present,) = cursor.fetchone()
+    if present:
+        _function_seen[using] = 0.0
+        return True
+    if missing_since is None:
+        logger.warning(
+            "%s is missing from the database %r: django_app's migrations are not all "
+            "applied. Saves are recorded the slower way until they are: run "
+            "manage.py migrate django_app.",
+            RECORD_FUNCTION,
+            using,
+        )
+    _function_seen[using] = time.monotonic()
+    return False
 
 
 def _outbox_values(
@@ -311,32 +351,70 @@ def read_ledger(user_ids: set[str], using: str, *, lock: bool = True) -> dict[st
     }
 
 
-def write_ledger(entries: list[tuple[str, str, str]], now: datetime, using: str) -> None:
-    """Upsert ``(user_id, content_hash, message_id)`` entries."""
+def write_ledger(
+    entries: list[tuple[str, str, str]], now: datetime, using: str, *, only_new: bool = False
+) -> None:
+    """Upsert ``(user_id, content_hash, message_id)`` entries; with ``only_new``, insert only
+    the users the ledger does not hold (an entry written meanwhile wins)."""
     if not entries:
         return
     connection = connections[using]
     if connection.vendor == "postgresql" and len(entries) >= COPY_THRESHOLD:
         table = connection.ops.quote_name(LedgerEntry._meta.db_table)
         user_ids, hashes, message_ids = (list(column) for column in zip(*entries, strict=True))
+        on_conflict = (
+            "DO NOTHING"
+            if only_new
+            else "DO UPDATE SET content_hash = EXCLUDED.content_hash, "
+            "message_id = EXCLUDED.message_id, recorded_at = EXCLUDED.recorded_at"
+        )
         with server_bound_cursor(connection) as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (user_id, content_hash, message_id, recorded_at) "
                 "SELECT u, h, m, %b FROM unnest(%b::text[], %b::text[], %b::text[]) AS t(u, h, m) "
-                "ON CONFLICT (user_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
-                "message_id = EXCLUDED.message_id, recorded_at = EXCLUDED.recorded_at",
+                f"ON CONFLICT (user_id) {on_conflict}",
                 [now, user_ids, hashes, message_ids],
             )
         return
+    rows = [
+        LedgerEntry(user_id=u, content_hash=h, message_id=m, recorded_at=now) for u, h, m in entries
+    ]
+    if only_new:
+        LedgerEntry.objects.using(using).bulk_create(rows, ignore_conflicts=True)
+        return
     LedgerEntry.objects.using(using).bulk_create(
-        [
-            LedgerEntry(user_id=u, content_hash=h, message_id=m, recorded_at=now)
-            for u, h, m in entries
-        ],
+        rows,
         update_conflicts=True,
         unique_fields=["user_id"],
         update_fields=["content_hash", "message_id", "recorded_at"],
     )
+
+
+def write_ledger_if_unchanged(
+    entries: Sequence[tuple[str, str, str, str | None]], now: datetime, using: str
+) -> int:
+    """Compare-and-set ``(user_id, content_hash, message_id, expected_message_id)`` entries:
+    each is written only if the user's entry still has the expected message id (None: the
+    user still has no entry). Returns how many were written.
+
+    For a writer that read the ledger, then spent a while (a backfill sending a batch):
+    a live save that recorded newer content for the user meanwhile keeps its entry.
+    """
+    if not entries:
+        return 0
+    with transaction.atomic(using=using):
+        current = read_ledger({entry[0] for entry in entries}, using)  # locked until commit
+        updates, inserts = [], []
+        for user_id, content_hash, message_id, expected in entries:
+            found = current.get(user_id)
+            if expected is None and found is None:
+                inserts.append((user_id, content_hash, message_id))
+            elif expected is not None and found is not None and found[1] == expected:
+                updates.append((user_id, content_hash, message_id))
+        # In key order, like any other writer of many entries, so that two never deadlock.
+        write_ledger(sorted(updates), now, using)
+        write_ledger(sorted(inserts), now, using, only_new=True)
+    return len(updates) + len(inserts)
 
 
 def copy_outbox(

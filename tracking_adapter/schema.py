@@ -362,6 +362,12 @@ def _identifier(value: Any, field: str) -> str:
     return _check_text(value)
 
 
+def _same_key(cached: tuple[str, EnrichmentProperties, int], key: tuple[Any, ...]) -> bool:
+    """The same group, the same properties *object* (held by the cache, so its id cannot be
+    reused by a new one) at the same revision."""
+    return cached[1] is key[1] and cached[2] == key[2] and cached[0] == key[0]
+
+
 _WIRE_FORM_KEYS = frozenset(("event", "event_name", "type", "userId", "messageId"))
 
 
@@ -520,7 +526,7 @@ class UserEnrichedEvent(BaseModel):
         key = self._cache_key()
         private = self.__pydantic_private__ or {}
         cached: tuple[Any, str] | None = private.get("_content_hash")
-        if cached is None or cached[0] != key:
+        if cached is None or not _same_key(cached[0], key):
             content = _json_bytes(self.group_id) + b"\x1f" + self.properties_json()
             cached = private["_content_hash"] = (key, hashlib.sha256(content).hexdigest())
         return cached[1]
@@ -530,15 +536,15 @@ class UserEnrichedEvent(BaseModel):
         key = self._cache_key()
         private = self.__pydantic_private__ or {}
         cached: tuple[Any, bytes] | None = private.get("_properties_json")
-        if cached is None or cached[0] != key:
+        if cached is None or not _same_key(cached[0], key):
             cached = private["_properties_json"] = (key, self.properties.to_json())
         return cached[1]
 
-    def _cache_key(self) -> tuple[str, int, int]:
+    def _cache_key(self) -> tuple[str, EnrichmentProperties, int]:
         properties = self.properties
         # Read the private dict directly: pydantic's attribute path for it is slow.
         revision = (properties.__pydantic_private__ or {}).get("_revision", 0)
-        return (self.group_id, id(properties), revision)
+        return (self.group_id, properties, revision)
 
     def timestamp_text(self) -> str:
         """``timestamp`` in the wire's form, formatted once (the id and the wire both use it)."""

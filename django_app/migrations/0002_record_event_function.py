@@ -17,6 +17,8 @@ from typing import Any
 from django.db import migrations
 
 FUNCTION = "django_app_record_event"
+# Returns the new outbox row's id; NULL when the ledger already holds the content (nothing
+# to send); -1 when the message id is already in the outbox (nothing written).
 
 CREATE = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION}(
@@ -27,16 +29,31 @@ CREATE OR REPLACE FUNCTION {FUNCTION}(
     p_payload jsonb,
     p_now timestamptz,
     p_force boolean,
-    p_blank boolean
+    p_blank boolean,
+    p_chosen_id boolean
 ) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    recorded_hash text;
     new_id bigint;
 BEGIN
+    IF p_chosen_id THEN
+        -- A message id the caller chose may be in the outbox already (the ids derived on
+        -- the save path are unique per recording). Unchanged content is not an error,
+        -- a used id is: then nothing is written, and the caller reports it.
+        SELECT content_hash INTO recorded_hash
+          FROM django_app_ledgerentry WHERE user_id = p_user_id;
+        IF (FOUND AND recorded_hash = p_content_hash AND NOT p_force)
+           OR (NOT FOUND AND p_blank) THEN
+            RETURN NULL;
+        END IF;
+        IF EXISTS (SELECT 1 FROM django_app_outboxevent WHERE message_id = p_message_id) THEN
+            RETURN -1;
+        END IF;
+    END IF;
     -- The ledger decides: an outbox row only when this user's content changed (or p_force).
     IF p_blank THEN
-        -- Blank properties are news only for a user recorded before (a profile emptied).
         UPDATE django_app_ledgerentry AS l
            SET content_hash = p_content_hash, message_id = p_message_id, recorded_at = p_now
          WHERE l.user_id = p_user_id AND (l.content_hash <> p_content_hash OR p_force);
@@ -63,12 +80,15 @@ BEGIN
     )
     ON CONFLICT (message_id) DO NOTHING
     RETURNING id INTO new_id;
-    RETURN new_id;
+    RETURN coalesce(new_id, -1);
 END
 $$;
 """
 
-DROP = f"DROP FUNCTION IF EXISTS {FUNCTION}(text, text, text, text, jsonb, timestamptz, boolean, boolean);"
+DROP = (
+    f"DROP FUNCTION IF EXISTS {FUNCTION}"
+    "(text, text, text, text, jsonb, timestamptz, boolean, boolean, boolean);"
+)
 
 
 def create_function(apps: Any, schema_editor: Any) -> None:

@@ -901,3 +901,52 @@ class TestWireSchema:
         first = event_json_schema()
         first["properties"]["properties"]["properties"].clear()
         assert event_json_schema()["properties"]["properties"]["properties"]
+
+
+_ID_TEXT = st.text(min_size=1, max_size=12).filter(str.strip)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    user_id=_ID_TEXT,
+    group_id=_ID_TEXT,
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+    city=st.text(max_size=12),
+)
+def test_the_hand_built_wire_json_is_the_wire_dict_for_any_text(user_id, group_id, moment, city):
+    try:
+        event = UserEnrichedEvent(
+            user_id=user_id,
+            group_id=group_id,
+            timestamp=moment,
+            properties={"enrichment_city": city},
+            context={"source": city},
+        )
+    except ValidationError:
+        return  # NUL or a lone surrogate: refused, tested above
+    assert json.loads(event.to_thrivestack_json()) == event.to_thrivestack()
+    assert UserEnrichedEvent.model_validate_json(event.to_json()) == event
+    m = event.timestamp
+    assert event.timestamp_text() == (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
+
+
+def test_replacing_the_properties_object_never_serves_the_old_content():
+    # The cache once keyed on id(properties): a freed object's id is soon reused.
+    event = UserEnrichedEvent(user_id="u", group_id="g", properties={"enrichment_city": "A"})
+    for number in range(200):
+        event.properties_json()  # cached for the current object
+        event.properties = EnrichmentProperties(enrichment_city="passing")  # frees it
+        city = f"city-{number}"
+        event.properties = EnrichmentProperties(enrichment_city=city)  # may get its address
+        assert json.loads(event.properties_json())["enrichment_city"] == city
+        assert (
+            event.content_hash()
+            == UserEnrichedEvent(
+                user_id="u", group_id="g", properties={"enrichment_city": city}
+            ).content_hash()
+        )

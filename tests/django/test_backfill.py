@@ -16,15 +16,17 @@ from unittest import mock
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.utils import timezone
 
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.runtime import get_source
-from tests.django.helpers import REPO, thrivestack_to, worker_env
+from tests.django.helpers import REPO, thrivestack_to, tracking, worker_env
 from tests.testapp.models import Account, Profile
 from tracking_adapter import UserEnrichedEvent
 from tracking_adapter.receiver import Scripted
+from tracking_adapter.sinks import Outcome, SendResult, Sink
 from tracking_adapter.wire_schema import event_json_schema
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,7 +120,10 @@ def test_a_crash_after_sending_loses_nothing_and_the_resend_keeps_its_message_id
         raise KeyboardInterrupt("killed")
 
     run = Backfill(get_source(), BackfillOptions(batch_size=100))
-    with mock.patch("django_app.backfill.write_ledger", crash), pytest.raises(KeyboardInterrupt):
+    with (
+        mock.patch("django_app.backfill.write_ledger_if_unchanged", crash),
+        pytest.raises(KeyboardInterrupt),
+    ):
         list(run.run())
     assert receiver.item_count == 100
     assert LedgerEntry.objects.count() == 0
@@ -344,3 +349,74 @@ def test_by_default_a_large_run_on_postgresql_is_shared_by_processes(settings, r
     assert "sent:         1,000" in summary
     assert len({item["user_id"] for item in receiver.items}) == 1000
     assert receiver.duplicate_count == 0
+
+
+class LiveSaveDuringSend(Sink):
+    """Delivers everything; during the first send the host app saves one profile anew."""
+
+    def __init__(self, profile: Profile, city: str) -> None:
+        self.profile, self.city, self.sent = profile, city, 0
+
+    def send(self, events):
+        if not self.sent:
+            self.profile.city = self.city
+            self.profile.save()  # a live save, committed while the batch is on the wire
+        self.sent += len(events)
+        return SendResult.every(len(events), Outcome.delivered())
+
+
+def test_a_live_save_during_the_send_keeps_its_ledger_entry(settings):
+    settings.TRACKING_ADAPTER = tracking(SINK="memory")
+    [profile] = existing_profiles(1)
+    profile.refresh_from_db()  # loaded as the host would: its snapshot says city "City 0"
+    sink = LiveSaveDuringSend(profile, city="Berlin")
+
+    list(Backfill(get_source(), BackfillOptions(), sink=sink).run())
+
+    assert sink.sent == 1  # the backfill sent "City 0"
+    live = OutboxEvent.objects.get(status=Status.PENDING)  # the live save recorded "Berlin"
+    assert LedgerEntry.objects.get(user_id=profile.tracking_user_id).message_id == live.message_id
+    profile.city = "City 0"  # back to what the backfill sent: news after "Berlin"
+    profile.save()
+    assert OutboxEvent.objects.filter(status=Status.PENDING).count() == 2
+
+
+@pytest.mark.postgres
+def test_rows_of_one_user_in_consecutive_batches_are_sent_once(settings, receiver):
+    # Every profile maps to the same user and content: the batch on the wire has not
+    # written the ledger when the next one is checked.
+    same_user = {
+        "MODEL": "testapp.Profile",
+        "USER_ID": "account.external_id",
+        "GROUP_ID": "account.external_id",
+        "TIMESTAMP": "enriched_at",
+        "PROPERTIES": {"enrichment_employment_name": "company"},
+    }
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver, SOURCE=same_user)
+    existing_profiles(6)
+
+    summary = backfill("--batch-size", "1", "--workers", "1")
+
+    assert receiver.item_count == 1
+    assert "sent:         1\n" in summary
+    assert "unchanged:    5" in summary
+
+
+@pytest.mark.postgres
+def test_inside_a_transaction_or_a_capture_the_run_stays_in_one_process(settings, receiver):
+    from django_app.testing import capture_events
+
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver)
+    with transaction.atomic():
+        existing_profiles(25)
+        summary = backfill("--batch-size", "1")  # 25 batches: auto would fork
+        assert "processes" not in summary
+        assert receiver.item_count == 25
+    assert Profile.objects.count() == 25  # the caller's transaction was not broken
+    with pytest.raises(CommandError, match=r"transaction\.atomic"), transaction.atomic():
+        backfill("--workers", "2")
+
+    with capture_events() as captured:
+        backfill("--batch-size", "1", "--force")
+    assert len(captured) == 25
+    assert receiver.item_count == 25  # captured, not sent

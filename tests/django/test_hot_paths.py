@@ -129,3 +129,50 @@ def test_exclusions_drop_only_what_is_there_and_keep_a_chosen_message_id(setting
     assert (
         apply_exclusions(derived).message_id != derived.message_id
     )  # re-derived from the kept data
+
+
+@pytest.mark.postgres
+def test_without_the_function_saves_are_recorded_the_slower_way_and_the_host_goes_on(
+    settings, caplog
+):
+    import importlib
+
+    from django_app import recording
+
+    migration = importlib.import_module("django_app.migrations.0002_record_event_function")
+    settings.TRACKING_ADAPTER = tracking(SOURCE=FIELD_PATH_SOURCE)
+    profile = make_profile(city="Pune")
+    recording._function_seen.clear()
+    try:
+        with transaction.atomic():  # the host's transaction, as with ATOMIC_REQUESTS
+            with connection.schema_editor() as editor:  # code deployed before migrate
+                migration.drop_function(None, editor)
+            profile.city = "Mumbai"
+            profile.save()
+            assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
+            assert any("manage.py migrate django_app" in r.getMessage() for r in caplog.records)
+            transaction.set_rollback(True)  # puts the function back
+    finally:
+        recording._function_seen.clear()
+    profile.city = "Delhi"
+    profile.save()
+    assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2  # 1 + Delhi
+
+
+@pytest.mark.postgres
+def test_a_reused_message_id_writes_nothing_and_is_reported_like_on_other_databases():
+    from django.db import IntegrityError
+
+    from django_app.recording import record_event
+
+    first = UserEnrichedEvent(user_id="u", group_id="g", message_id="mine-1")
+    changed = UserEnrichedEvent(
+        user_id="u", group_id="g", message_id="mine-1", properties={"enrichment_city": "Pune"}
+    )
+    with transaction.atomic():
+        assert record_event(first).created
+        with pytest.raises(IntegrityError, match="mine-1"):
+            record_event(changed)
+        # Nothing was written, and the transaction still works.
+        assert LedgerEntry.objects.get(user_id="u").content_hash == first.content_hash()
+        assert OutboxEvent.objects.filter(user_id="u").count() == 1

@@ -15,7 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from tracking_adapter.batching import split_batches
 from tracking_adapter.errors import ConfigurationError
@@ -99,6 +99,10 @@ class SendResult:
 
 class Sink(ABC):
     """Base class of every sink. Subclasses implement ``send``; ``close`` is optional."""
+
+    # True when what the sink delivers stays in this process (MemorySink): work split
+    # across processes would deliver where the caller cannot see it.
+    process_local: ClassVar[bool] = False
 
     @abstractmethod
     def send(self, events: Sequence[UserEnrichedEvent]) -> SendResult:

@@ -80,6 +80,7 @@ class MemorySink(Sink):
 
     sent: ClassVar[list[UserEnrichedEvent]] = []
     _lock: ClassVar[threading.Lock] = threading.Lock()
+    process_local = True
 
     def __init__(self, store: list[UserEnrichedEvent] | None = None) -> None:
         self.store = MemorySink.sent if store is None else store

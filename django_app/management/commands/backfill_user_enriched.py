@@ -18,15 +18,17 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from django_app.backfill import Backfill, BackfillOptions, BackfillStats, run_parallel
 from django_app.conf import SETTING_NAME, app_settings
-from django_app.runtime import get_source
+from django_app.recording import is_capturing
+from django_app.runtime import get_sink, get_source
 from django_app.source import build_source
 from tracking_adapter import ConfigurationError, MappingError
+from tracking_adapter.sinks import Sink
 
 
 def parse_moment(text: str, option: str) -> datetime:
@@ -65,7 +67,20 @@ def workers_option(text: str) -> int | str:
     return count
 
 
-def auto_workers(rows: int, options: BackfillOptions, vendor: str) -> int:
+def single_process_reason(sink: Sink | None = None) -> str | None:
+    """Why this run cannot be split across processes here, if it cannot."""
+    if any(alias.in_atomic_block for alias in connections.all(initialized_only=True)):
+        # Worker processes need connections of their own, and this transaction's work would
+        # be invisible to them (and closing its connection to fork would roll it back).
+        return "the command is called inside transaction.atomic(); call it outside"
+    if is_capturing():
+        return "events are being captured by capture_events(), in this process"
+    if sink is not None and sink.process_local:
+        return f"{SETTING_NAME}['SINK'] ({sink.describe()}) delivers into this process's memory"
+    return None
+
+
+def auto_workers(rows: int, options: BackfillOptions, vendor: str, sink: Sink | None = None) -> int:
     """What ``--workers auto`` means for this run.
 
     Reading, validating and encoding events is Python work, bound by one core per process,
@@ -73,7 +88,7 @@ def auto_workers(rows: int, options: BackfillOptions, vendor: str) -> int:
     gets one process per CPU. Small runs, SQLite (one writer at a time), ``--limit`` and
     ``--dry-run`` (whose output is one ordered stream) keep to one process.
     """
-    if vendor == "sqlite" or options.limit or options.dry_run:
+    if vendor == "sqlite" or options.limit or options.dry_run or single_process_reason(sink):
         return 1
     if rows < AUTO_WORKERS_MIN_BATCHES * options.batch_size:
         return 1
@@ -119,8 +134,8 @@ class Command(BaseCommand):
             "--deliver",
             action=argparse.BooleanOptionalAction,
             default=True,
-            help="send each batch as it is recorded (default); --no-deliver leaves it to the "
-            "outbox workers",
+            help="send each batch straight to the sink (default); --no-deliver records every "
+            "event in the outbox for the workers to send",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -136,6 +151,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     "--workers needs a database with concurrent writers (PostgreSQL)"
                 )
+            if reason := single_process_reason(self._sink(options)):
+                raise CommandError(f"--workers {workers}: {reason}")
         source = self._source(options["model"])
         run_options = BackfillOptions(
             batch_size=options["batch_size"],
@@ -161,7 +178,7 @@ class Command(BaseCommand):
         except MappingError as exc:
             raise CommandError(str(exc)) from None
         if workers == AUTO:
-            workers = auto_workers(total, run_options, connection.vendor)
+            workers = auto_workers(total, run_options, connection.vendor, self._sink(options))
         backfill.workers = workers
 
         previous = signal.getsignal(signal.SIGINT)
@@ -191,6 +208,15 @@ class Command(BaseCommand):
             sys.stderr.write("\n")
         if verbosity >= 1 or backfill.stats.invalid or backfill.stats.rejected:
             self._summary(report, backfill, time.monotonic() - started)
+
+    def _sink(self, options: dict[str, Any]) -> Sink | None:
+        """The sink this run delivers to (None when it delivers nothing itself)."""
+        if options["dry_run"] or not options["deliver"]:
+            return None
+        try:
+            return get_sink()
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from None
 
     def _source(self, model: str | None) -> Any:
         config = app_settings.SOURCE
