@@ -55,7 +55,8 @@ def workers_peak_rss_mb() -> float:
 
 class TreeMemory:
     """Samples the proportional set size (PSS) of this process and its children, summed,
-    ten times a second, and keeps the peak. Unlike adding up each process's RSS, PSS counts
+    four times a second (reading it walks page tables: more often slows what is measured),
+    and keeps the peak. Unlike adding up each process's RSS, PSS counts
     a page that forked workers share with their parent once, which is what the machine
     actually spends. Linux only (``/proc/PID/smaps_rollup``); 0 elsewhere."""
 
@@ -76,7 +77,7 @@ class TreeMemory:
         while True:
             total = sum(_pss_kb(pid) for pid in _tree(os.getpid()))
             self.peak_mb = max(self.peak_mb, total / 1024)
-            if self._done.wait(0.1):
+            if self._done.wait(0.25):
                 return
 
 

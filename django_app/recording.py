@@ -402,7 +402,8 @@ def write_ledger_if_unchanged(
     """
     if not entries:
         return 0
-    with transaction.atomic(using=using):
+    # No savepoint of its own: a caller's transaction (the backfill's) is enough.
+    with transaction.atomic(using=using, savepoint=False):
         current = read_ledger({entry[0] for entry in entries}, using)  # locked until commit
         updates, inserts = [], []
         for user_id, content_hash, message_id, expected in entries:

@@ -23,7 +23,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -299,9 +298,6 @@ class EnrichmentProperties(BaseModel):
 
     __hash__ = None  # type: ignore[assignment]
 
-    # Bumped by every assignment, so an event's cached serialisation knows it is stale.
-    _revision: int = PrivateAttr(default=0)
-
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
             super().__setattr__(name, value)
@@ -310,7 +306,9 @@ class EnrichmentProperties(BaseModel):
             # Validate an extra before it lands in __pydantic_extra__, not after.
             type(self).model_validate({name: value})
         super().__setattr__(name, value)
-        self._revision += 1
+        # Bumped by every assignment, so an event's cached serialisation knows it is stale.
+        state = _private_state(self)
+        state["_revision"] = state.get("_revision", 0) + 1
 
     @model_validator(mode="after")
     def _extras_are_json(self) -> EnrichmentProperties:
@@ -362,6 +360,17 @@ def _identifier(value: Any, field: str) -> str:
     return _check_text(value)
 
 
+def _private_state(model: BaseModel) -> dict[str, Any]:
+    """The instance's private dict, made on first use. Markers and caches live there without
+    being declared as private attributes: pydantic initialises every declared one on every
+    new instance (a Python call per model, per event), which the hot paths feel."""
+    private: dict[str, Any] | None = model.__pydantic_private__
+    if private is None:
+        private = {}
+        object.__setattr__(model, "__pydantic_private__", private)
+    return private
+
+
 def _same_key(cached: tuple[str, EnrichmentProperties, int], key: tuple[Any, ...]) -> bool:
     """The same group, the same properties *object* (held by the cache, so its id cannot be
     reused by a new one) at the same revision."""
@@ -383,12 +392,10 @@ class UserEnrichedEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
-    # The derived message id, to tell it from one the caller chose. The serialisations
-    # computed once and reused ("_content_hash", "_properties_json", "_timestamp_text",
-    # each keyed by what it depends on) are kept in the same private dict, undeclared:
-    # pydantic fills every declared private attribute of every new instance, which the hot
-    # paths feel.
-    _derived_id: str | None = PrivateAttr(default=None)
+    # Private state, in _private_state(): "_derived_id" (the derived message id, to tell it
+    # from one the caller chose) and the serialisations computed once and reused
+    # ("_content_hash", "_properties_json", "_timestamp_text", each keyed by what it
+    # depends on).
 
     user_id: str = Field(description="The unique identifier of the user.")
     group_id: str = Field(description="The unique identifier of the user's account.")
@@ -497,13 +504,13 @@ class UserEnrichedEvent(BaseModel):
             # Straight into the field: BaseModel.__setattr__ costs more than deriving the id.
             self.__dict__["message_id"] = derived
             self.__pydantic_fields_set__.add("message_id")
-            (self.__pydantic_private__ or {})["_derived_id"] = derived
+            _private_state(self)["_derived_id"] = derived
         return self
 
     @property
     def has_default_message_id(self) -> bool:
         """True when ``message_id`` is the derived default, not one the caller chose."""
-        private = self.__pydantic_private__ or {}
+        private = _private_state(self)
         derived = private.get("_derived_id")
         if derived is None:  # built with an explicit id, or copied: compare the slow way
             return self.message_id == self.derive_message_id()
@@ -524,7 +531,7 @@ class UserEnrichedEvent(BaseModel):
         the Django app's ledger uses this to send each change once.
         """
         key = self._cache_key()
-        private = self.__pydantic_private__ or {}
+        private = _private_state(self)
         cached: tuple[Any, str] | None = private.get("_content_hash")
         if cached is None or not _same_key(cached[0], key):
             content = _json_bytes(self.group_id) + b"\x1f" + self.properties_json()
@@ -534,7 +541,7 @@ class UserEnrichedEvent(BaseModel):
     def properties_json(self) -> bytes:
         """The properties as sent, serialised once and reused for the hash, store and wire."""
         key = self._cache_key()
-        private = self.__pydantic_private__ or {}
+        private = _private_state(self)
         cached: tuple[Any, bytes] | None = private.get("_properties_json")
         if cached is None or not _same_key(cached[0], key):
             cached = private["_properties_json"] = (key, self.properties.to_json())
@@ -548,7 +555,7 @@ class UserEnrichedEvent(BaseModel):
 
     def timestamp_text(self) -> str:
         """``timestamp`` in the wire's form, formatted once (the id and the wire both use it)."""
-        private = self.__pydantic_private__ or {}
+        private = _private_state(self)
         timestamp = self.timestamp
         cached: tuple[datetime, str] | None = private.get("_timestamp_text")
         if cached is None or cached[0] is not timestamp:
