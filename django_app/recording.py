@@ -146,7 +146,8 @@ _RECORD_SIGNATURE = (
     f"{RECORD_FUNCTION}"
     "(text, text, text, text, jsonb, timestamp with time zone, boolean, boolean, boolean)"
 )
-_function_seen: dict[str, float] = {}  # alias -> when it was found missing (0.0: present)
+_function_present: set[str] = set()  # database aliases where it was found
+_function_missing_since: dict[str, float] = {}  # alias -> when it was last found missing
 FUNCTION_RECHECK_SECONDS = 60.0
 
 
@@ -156,16 +157,17 @@ def _has_function(using: str) -> bool:
     ``--nomigrations``), saves record with the ORM like on other databases, and it is
     looked up again a minute later. Calling a missing function would abort the host's
     transaction, so this is not left to chance."""
-    missing_since = _function_seen.get(using)
-    if missing_since == 0.0:
+    if using in _function_present:
         return True
+    missing_since = _function_missing_since.get(using)
     if missing_since is not None and time.monotonic() - missing_since < FUNCTION_RECHECK_SECONDS:
         return False
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_RECORD_SIGNATURE])
         (present,) = cursor.fetchone()
     if present:
-        _function_seen[using] = 0.0
+        _function_present.add(using)
+        _function_missing_since.pop(using, None)
         return True
     if missing_since is None:
         logger.warning(
@@ -175,7 +177,7 @@ def _has_function(using: str) -> bool:
             RECORD_FUNCTION,
             using,
         )
-    _function_seen[using] = time.monotonic()
+    _function_missing_since[using] = time.monotonic()
     return False
 
 

@@ -253,12 +253,10 @@ class EnrichmentProperties(BaseModel):
     @field_validator(*_PLAIN_TEXT_PROPERTY_NAMES, mode="before")
     @classmethod
     def _text_or_default(cls, value: Any) -> Any:
-        if type(value) is str:
+        if isinstance(value, str):
             return _check_text(value)
         if value is None:
             return ""
-        if isinstance(value, str):
-            return _check_text(value)
         raise ValueError(f"expected a string or null, got {_type_name(value)} {value!r:.80}")
 
     @field_validator(*_TIMESTAMP_PROPERTY_NAMES, mode="before")
