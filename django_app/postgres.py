@@ -20,3 +20,13 @@ def server_bound_cursor(connection: Any) -> Any:
     if connection.queries_logged:
         return connection.make_debug_cursor(cursor)
     return connection.make_cursor(cursor)
+
+
+def sends_many_statements(cursor: Any) -> bool:
+    """Whether ``cursor`` (a Django cursor) can send several statements in one string and
+    step through their results: psycopg 3's client-side binding cursor, Django's default."""
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(getattr(cursor, "cursor", None), psycopg.ClientCursor)

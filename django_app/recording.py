@@ -9,6 +9,7 @@ data that could make a statement fail is refused before any SQL runs.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from django_app import dispatch
 from django_app.conf import app_settings
 from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent, Status
-from django_app.postgres import server_bound_cursor
+from django_app.postgres import sends_many_statements, server_bound_cursor
 from django_app.runtime import secrets
 from tracking_adapter import (
     ConfigurationError,
@@ -131,14 +132,53 @@ def _record_one_statement(
         blank,
         chosen_id,
     ]
-    with connections[using].cursor() as cursor:
-        cursor.execute(f"SELECT {RECORD_FUNCTION}(%s, %s, %s, %s, %s, %s, %s, %s, %s)", params)
-        (inserted,) = cursor.fetchone()
+    inserted = _call_protected(using, f"SELECT {RECORD_FUNCTION}({', '.join(['%s'] * 9)})", params)
     if inserted is None:
         return Recorded(event, None)
     if inserted == -1:  # nothing was written: the transaction is intact
         raise IntegrityError(f"message id {event.message_id!r} is already in the outbox")
     return Recorded(event, Claimed(inserted, event.message_id, event.user_id, 0, ""))
+
+
+_savepoints = itertools.count(1)
+
+
+def _call_protected(using: str, sql: str, params: list[Any]) -> Any:
+    """Run our one statement so that, whatever the server does with it (a statement or lock
+    timeout, a deadlock, a function missing or changed), the host's transaction is intact.
+
+    Inside the host's transaction a failed statement would abort it, and its ``COMMIT``
+    would then silently roll back the host's own data; so the call runs in a savepoint,
+    sent in the same string as the call (savepoint, call, release: one round trip). On a
+    failure the savepoint is rolled back and the error raised for ``safe_record`` to log.
+    Outside a transaction (autocommit) a failed statement only loses our write.
+    """
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+    with connection.cursor() as cursor:
+        if not sends_many_statements(cursor):
+            # A driver or cursor that cannot send several statements in one string
+            # (psycopg2 keeps only the last result; server-side binding refuses them).
+            with transaction.atomic(using=using):
+                cursor.execute(sql, params)
+                return cursor.fetchone()[0]
+        name = f"tracking_adapter_{next(_savepoints)}"
+        try:
+            cursor.execute(f"SAVEPOINT {name}; {sql}; RELEASE SAVEPOINT {name}", params)
+            cursor.nextset()  # from the SAVEPOINT's result to the call's
+            return cursor.fetchone()[0]
+        except BaseException:
+            _function_present.discard(using)  # it may be what failed: look it up again
+            try:
+                cursor.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+            except Exception:
+                # The connection itself is gone: the host's COMMIT will fail loudly, which
+                # is the truth; make sure Django does not pretend otherwise.
+                transaction.set_rollback(True, using=using)
+            raise
 
 
 RECORD_FUNCTION = "django_app_record_event"  # created by migration 0002, on PostgreSQL
@@ -162,7 +202,8 @@ def _has_function(using: str) -> bool:
     missing_since = _function_missing_since.get(using)
     if missing_since is not None and time.monotonic() - missing_since < FUNCTION_RECHECK_SECONDS:
         return False
-    with connections[using].cursor() as cursor:
+    # In a savepoint: inside the host's transaction even this must not be able to abort it.
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_RECORD_SIGNATURE])
         (present,) = cursor.fetchone()
     if present:
@@ -490,7 +531,12 @@ def safe_record(
     """Build and record, never raising: the save path must not break because of tracking."""
     try:
         try:
-            event = build()
+            try:
+                event = build()
+            except RecursionError:
+                # Input shaped to exhaust the stack (a cycle, absurd nesting) that slipped
+                # past the schema's depth limit: bad data all the same, so a dead row.
+                raise EventValidationError([("(event)", "nested too deeply to validate")]) from None
         except EventValidationError as exc:
             with transaction.atomic():
                 record_invalid(exc, user_id=_quietly(user_id), source=source)

@@ -140,8 +140,15 @@ def _int_is_readable(value: int) -> bool:
         return False
 
 
-def check_json_compatible(value: Any, path: str) -> None:
+MAX_NESTING = 64  # JSON readers limit depth too (Python's recursion, parsers' stacks)
+
+
+def check_json_compatible(value: Any, path: str, depth: int = 0) -> None:
     """Raise ValueError naming the path if ``value`` cannot be sent as JSON as it is."""
+    if depth > MAX_NESTING:
+        raise ValueError(
+            f"{path}: nested more than {MAX_NESTING} levels deep; flatten it before sending"
+        )
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
@@ -163,7 +170,7 @@ def check_json_compatible(value: Any, path: str) -> None:
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json_compatible(item, f"{path}[{index}]")
+            check_json_compatible(item, f"{path}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -173,7 +180,7 @@ def check_json_compatible(value: Any, path: str) -> None:
                 _check_text(key)
             except ValueError as exc:
                 raise ValueError(f"{path}: key {key!r}: {exc}") from None
-            check_json_compatible(item, f"{path}.{key}")
+            check_json_compatible(item, f"{path}.{key}", depth + 1)
         return
     raise ValueError(f"{path}: a {_type_name(value)} cannot be sent as JSON")
 

@@ -50,6 +50,17 @@ DB_EXAMPLES = settings(
     ],
 )
 
+
+def _nested(depth: int) -> dict[str, Any]:
+    """A dict ``depth`` levels deep, built without recursion."""
+    top: dict[str, Any] = {}
+    level = top
+    for _ in range(depth):
+        level["a"] = {}
+        level = level["a"]
+    return top
+
+
 # -- strategies ----------------------------------------------------------------------------
 
 ANY_TEXT = st.text(alphabet=st.characters(codec=None), max_size=16)  # surrogates and NUL too
@@ -564,6 +575,7 @@ def test_saving_a_profile_whose_provider_payload_is_arbitrary(
         ({"properties": {"\x00": b"bytes"}}, "properties"),
         ({"properties": {"\ud800": 1}}, "properties"),
         ({"user_id": "\ud800"}, "user_id"),
+        ({"properties": {"deep": _nested(5000)}}, "deep"),
     ],
 )
 def test_values_no_database_can_store_become_dead_rows_naming_the_field(
