@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -34,6 +35,7 @@ from tracking_adapter import UserEnrichedEvent
 from tracking_adapter.security import redact
 from tracking_adapter.sinks import Outcome, Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
+from tracking_adapter.sinks.base import keeping_alive
 
 logger = logging.getLogger("django_app.dispatch")
 
@@ -290,6 +292,49 @@ def _mark_delivered(ids: list[int], token: str, now: datetime, sink_name: str, u
         return int(cursor.rowcount)
 
 
+class LeaseKeeper:
+    """Called by the sink between the requests of one batch: extends the batch's lease once
+    a third of it has gone, so a long send (a batch bisected against a slow collector)
+    never lets another worker claim the same rows while this one still sends them. Answers
+    False, and the sink stops, when the rows are no longer ours or the worker must stop."""
+
+    def __init__(
+        self, rows: Sequence[Claimed], *, using: str | None, stop: threading.Event | None
+    ) -> None:
+        self.ids = [row.pk for row in rows]
+        self.token = rows[0].claim_token if rows else ""
+        self.using = using or router.db_for_write(OutboxEvent)
+        self.stop = stop
+        self.extended_at = time.monotonic()
+
+    def __call__(self) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            return False
+        lease = float(app_settings.LEASE_SECONDS)
+        if time.monotonic() - self.extended_at < lease / 3:
+            return True
+        until = timezone.now() + timedelta(seconds=lease)
+        try:
+            held = (
+                OutboxEvent.objects.using(self.using)
+                .filter(pk__in=self.ids, claim_token=self.token, status=Status.PENDING)
+                .update(next_attempt_at=until, lease_expires_at=until)
+            )
+        except DatabaseError:
+            logger.warning("could not extend the lease of a batch in flight; stopping its send")
+            return False
+        self.extended_at = time.monotonic()
+        if held < len(self.ids):
+            logger.warning(
+                "%d of %d events of the batch in flight were claimed by another worker "
+                "(the lease ran out); this worker stops sending them",
+                len(self.ids) - held,
+                len(self.ids),
+            )
+            return False
+        return True
+
+
 def drain(
     *,
     sink: Sink | None = None,
@@ -297,19 +342,25 @@ def drain(
     ids: Sequence[int] | None = None,
     max_batches: int | None = None,
     using: str | None = None,
+    stop: threading.Event | None = None,
 ) -> DrainStats:
-    """Deliver what is due, batch after batch, until nothing is due (or ``max_batches``)."""
+    """Deliver what is due, batch after batch, until nothing is due (or ``max_batches``, or
+    ``stop`` is set: then the batch in hand ends at its next request, the rest is retried)."""
     sink = sink or get_sink()
     batch_size = batch_size or app_settings.BATCH_SIZE
     total = DrainStats()
     started = timezone.now()
     while max_batches is None or total.batches < max_batches:
+        if stop is not None and stop.is_set():
+            break
         # Only what was due when this drain began: a row that just failed and drew a near-zero
         # jittered delay waits for the next drain instead of being hammered in this one.
         rows = claim(batch_size, ids=ids, due_by=started, using=using)
         if not rows:
             break
-        total.add(settle(rows, send_claimed(rows, sink), sink, using=using))
+        with keeping_alive(LeaseKeeper(rows, using=using, stop=stop)):
+            outcomes = send_claimed(rows, sink)
+        total.add(settle(rows, outcomes, sink, using=using))
         if ids is not None and len(rows) >= len(ids):
             break
     return total

@@ -557,9 +557,12 @@ def safe_record(
         )
     except Exception:
         logger.exception(
-            "user_enriched not recorded for %s because of an unexpected error; the save itself "
-            "went through. Check that django_app's migrations are applied.",
+            "user_enriched for %s (user %s) not recorded because of a database or unexpected "
+            "error; the save itself went through (the host's transaction is intact). It is not "
+            "lost: manage.py reconcile_user_enriched records it (schedule it every few "
+            "minutes). Check that django_app's migrations are applied.",
             source,
+            storable(str(_quietly(user_id)))[:255],
         )
     return None
 

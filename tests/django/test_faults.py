@@ -567,3 +567,57 @@ def test_sigkill_chaos_short_form_loses_nothing():
     assert report["dead"] == 0, report
     assert report["duplicates"] <= report["kills"] * report["batch_size"], report
     assert all(code in chaos.CLEAN_EXITS for code in report["worker_exits"]), report
+
+
+# -- one sender per batch while its worker lives --------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_bisected_past_its_lease_is_sent_by_one_worker_only(receiver):
+    # 10 poisoned events in one batch of 200 against a collector taking 20 ms a request:
+    # bisection needs far longer than the 1 s lease, and a second worker polls all along.
+    poisoned = {f"u{n}" for n in range(5, 200, 20)}
+    receiver.reject = lambda item: "bad event" if item["user_id"] in poisoned else None
+    receiver.latency = 0.02
+    pending_rows(200)
+    workers = [
+        start(
+            receiver,
+            "--batch-size",
+            "200",
+            "--poll-interval",
+            "0.1",
+            TRACKING_TEST_LEASE_SECONDS="1",
+        )
+        for _ in range(2)
+    ]
+    try:
+        wait_until(lambda: statuses().get(Status.PENDING, 0) == 0, 60, "the batch to settle")
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert receiver.request_count > 40  # the send did outlive the lease many times over
+    assert receiver.duplicate_count == 0
+    assert receiver.item_count == 190
+    assert statuses() == {Status.DELIVERED: 190, Status.DEAD: 10}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_stops_a_worker_after_the_request_in_hand_not_the_backlog(receiver):
+    receiver.latency = 0.05
+    pending_rows(3000)
+    worker = start(receiver, "--batch-size", "100", TRACKING_TEST_LEASE_SECONDS="30")
+    try:
+        assert receiver.wait_for_items(100, timeout=20)
+        asked = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=10)
+        took = time.monotonic() - asked
+    finally:
+        stop(worker)
+    assert worker.returncode == 0
+    assert took < 3, took
+    counts = statuses()
+    assert 0 < counts.get(Status.PENDING, 0) <= 3000 - 100  # the backlog was left, not drained
+    assert counts.get(Status.DELIVERED, 0) == receiver.item_count  # and nothing was lost
+    assert receiver.duplicate_count == 0

@@ -9,11 +9,13 @@ and stopping at the first sign that the server wants a pause.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -122,6 +124,26 @@ class Sink(ABC):
         return type(self).__name__
 
 
+# Set by a caller that holds the events under a lease (the Django dispatcher): called before
+# each request after the first, it extends the lease and answers whether to go on. A batch
+# bisected against a slow collector can outlive any fixed lease; this keeps one sender per
+# batch while that sender lives, and lets a worker told to stop give up between requests.
+_keepalive: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "tracking_adapter_keepalive", default=None
+)
+
+
+@contextmanager
+def keeping_alive(callback: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, multi-request sends call ``callback()`` between requests; when it
+    returns False the events not yet sent are left to retry (``Outcome.retry``) at once."""
+    token = _keepalive.set(callback)
+    try:
+        yield
+    finally:
+        _keepalive.reset(token)
+
+
 class ReplyKind(enum.Enum):
     OK = "ok"
     BAD_PAYLOAD = "bad_payload"  # this request's content was refused: bisect to find why
@@ -202,8 +224,11 @@ class HttpBatchSink(Sink, Generic[Payload]):
         work = [[sendable[i] for i in chunk] for chunk in reversed(chunks)]
         halted: Outcome | None = None
         requests = 0
+        keepalive = _keepalive.get()
         while work:
             indexes = work.pop()
+            if halted is None and requests and keepalive is not None and not keepalive():
+                halted = Outcome.retry("the sender stopped before this request (lease or shutdown)")
             if halted is not None:
                 for index in indexes:
                     outcomes[index] = halted

@@ -1,11 +1,13 @@
 """``manage.py deliver_events``: the outbox worker (DISPATCH "worker").
 
-Runs until SIGTERM/SIGINT (finishing the batch in hand), or with ``--once`` drains what is
+Runs until SIGTERM/SIGINT (stopping at the next request of the batch in hand; what it
+did not send stays pending), or with ``--once`` drains what is
 due and exits. Several can run at once, on any hosts: claims never overlap.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -16,6 +18,9 @@ from django.db import DatabaseError, close_old_connections, connections
 
 from django_app.conf import app_settings
 from django_app.dispatch import DrainStats, drain
+from tracking_adapter import ConfigurationError
+
+logger = logging.getLogger("django_app.dispatch")
 
 
 class Command(BaseCommand):
@@ -44,8 +49,22 @@ class Command(BaseCommand):
         failures = 0
         while not stop.is_set():
             try:
-                stats = drain(batch_size=batch_size)
+                stats = drain(batch_size=batch_size, stop=stop)
                 failures = 0
+            except ConfigurationError as exc:
+                # The sink cannot be built (a key that cannot be sent, say): nothing was
+                # claimed, so every event stays pending; say what to fix, then look again.
+                if options["once"]:
+                    raise CommandError(f"cannot send: {exc}. Events stay pending.") from None
+                failures += 1
+                if failures == 1:
+                    logger.error(
+                        "deliver_events cannot send: %s. Events stay pending; fix the setting "
+                        "(manage.py check reports it too) and they go out by themselves.",
+                        exc,
+                    )
+                stop.wait(max(poll, 5.0))
+                continue
             except DatabaseError as exc:
                 # The database went away (restart, failover, killed backend): reconnect on
                 # the next round instead of dying; nothing is lost, leases expire.
