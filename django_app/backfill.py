@@ -7,6 +7,13 @@ ledger takes every event sent, the outbox only those the sink did not accept, wh
 then rescheduled or dead-lettered like any delivery. While batch *k* is on the wire, batch
 *k+1* is read and checked (a window of one batch in flight), so database and network overlap.
 
+The rows of a batch and the ledger entries they are checked against are read in one
+snapshot (``Backfill.snapshot``), and the ledger is written with a compare-and-set against
+the entries read: so an event sent is never older than the entry it replaces, and a live
+save committed meanwhile keeps its entry and its own, newer, event.
+``manage.py reconcile_user_enriched`` is the same walk, recording into the outbox only the
+users whose content the ledger does not hold.
+
 Safety: nothing is marked sent before the sink accepted it. If the run dies mid-batch, the
 ledger does not hold that batch, and a re-run sends it again with the same message ids
 (deduplicated by Segment-compatible collectors). ``--no-deliver`` instead records every
@@ -20,18 +27,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from django_app import dispatch
 from django_app.api import build_event, excluded_properties, validate_event
 from django_app.conf import app_settings
+from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent
 from django_app.recording import (
     Lease,
@@ -46,7 +57,7 @@ from django_app.runtime import get_sink, secrets
 from django_app.source import Source, aware
 from tracking_adapter import EventValidationError, MappingError, PropertyMap, UserEnrichedEvent
 from tracking_adapter.security import redact
-from tracking_adapter.sinks import Sink
+from tracking_adapter.sinks import Outcome, Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
 
 
@@ -59,6 +70,8 @@ class BackfillStats:
     invalid: int = 0
     rejected: int = 0
     to_retry: int = 0
+    # Chosen, then not written down: a live save recorded newer content for the user meanwhile.
+    superseded: int = 0
     invalid_rows: list[str] = field(default_factory=list)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -73,12 +86,22 @@ class BackfillOptions:
     force: bool = False
     deliver: bool = True
     dry_run: bool = False
+    # A user never recorded whose properties are all blank is skipped (the automatic
+    # source's rule: a profile created blank has not been enriched yet).
+    skip_empty: bool = False
+    # Recorded events (deliver=False) are handed to DISPATCH at commit (inline: sent in
+    # this process; celery: a task), like a live save's; otherwise they wait for workers.
+    request_delivery: bool = False
     # Primary keys this run covers, [start, stop); set for each process of --workers.
     pk_range: tuple[Any, Any] | None = None
 
 
 MAX_INVALID_ROWS_LISTED = 50
 MAX_BACKOFF_PAUSE = 30.0
+# PostgreSQL isolation levels under which a transaction's statements share one snapshot.
+SNAPSHOT_ISOLATION = frozenset({"repeatable read", "serializable"})
+
+T = TypeVar("T")
 
 
 def field_lookup(model: type[models.Model], path: str) -> str | None:
@@ -138,6 +161,44 @@ def fetch_tuples(queryset: models.QuerySet[Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def _isolation(connection: BaseDatabaseWrapper) -> str:
+    """The current transaction's isolation level on PostgreSQL (``read committed``, ...)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW transaction_isolation")
+        row = cursor.fetchone()
+    return str(row[0]) if row else ""
+
+
+@contextmanager
+def _sqlite_read_transaction(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """A deferred transaction on SQLite, for reads only: its reads see one state of the
+    database, and it takes no write lock (``atomic()`` would, in IMMEDIATE mode)."""
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN DEFERRED")
+    try:
+        yield
+    except BaseException:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        except Exception:
+            connection.close()  # the transaction cannot outlive its connection
+        raise
+    with connection.cursor() as cursor:
+        cursor.execute("COMMIT")
+
+
+@dataclass
+class CheckedBatch:
+    """One batch read: its events and what the ledger held for their users, as of the
+    rows' snapshot. ``read_again`` is set when the two could not be read in one snapshot."""
+
+    rows: int
+    events: list[UserEnrichedEvent]
+    ledger: dict[str, tuple[str, str]]
+    read_again: Callable[[], list[Any]] | None
+
+
 @dataclass
 class SendBatch:
     """Events chosen to send, with what the ledger held for their users when chosen."""
@@ -170,6 +231,8 @@ class Backfill:
         self.stopping = False
         self.source_label: str | None = None  # --model, for worker processes to rebuild
         self.workers = 1  # processes sharing the run (run_parallel), for the summary
+        # Inside the caller's transaction: whether its statements share one snapshot.
+        self._caller_snapshot: bool | None = None
 
     # -- what to read -------------------------------------------------------------------
     def _paths(self) -> list[str]:
@@ -242,10 +305,26 @@ class Backfill:
         return ["pk", *lookups]
 
     def batches(self) -> Iterator[list[Any]]:
+        """The rows, batch by batch, in primary-key order (keyset: ``pk > last``)."""
+        return self._walk(lambda rows, again, consistent: rows)
+
+    def _walk(
+        self,
+        check: Callable[[list[Any], Callable[[], list[Any]], bool], T],
+        *,
+        snapshot: bool = False,
+    ) -> Iterator[T]:
+        """The keyset walk. Each batch's rows go to ``check`` with a function reading the
+        same page again and whether the rows and what ``check`` reads share one snapshot of
+        the database (with ``snapshot``: see ``snapshot()``); its results are yielded."""
         queryset = self.queryset()
         columns = self.columns()
         if columns is not None:
             queryset = queryset.values_list(*columns)
+
+        def read(page: models.QuerySet[Any]) -> list[Any]:
+            return fetch_tuples(page) if columns is not None else list(page)
+
         last_pk: Any = None
         remaining = self.options.limit
         while not self.stopping:
@@ -257,18 +336,75 @@ class Backfill:
             if size <= 0:
                 return
             page = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
-            rows: list[Any] = (
-                fetch_tuples(page[:size]) if columns is not None else list(page[:size])
-            )
-            if not rows:
-                return
-            last_pk = rows[-1][0] if columns is not None else rows[-1].pk
+            with self.snapshot(queryset.db) if snapshot else nullcontext(False) as consistent:
+                rows: list[Any] = read(page[:size])
+                if not rows:
+                    return
+                first_pk = rows[0][0] if columns is not None else rows[0].pk
+                last_pk = rows[-1][0] if columns is not None else rows[-1].pk
+                same_page = queryset.filter(pk__gte=first_pk, pk__lte=last_pk)
+                result = check(rows, partial(read, same_page), consistent)
             if remaining is not None:
                 remaining -= len(rows)
-            yield rows
+            yield result
+
+    @contextmanager
+    def snapshot(self, rows_alias: str) -> Iterator[bool]:
+        """Read a batch's rows and the ledger in one snapshot of the database.
+
+        Read one after the other, a live save committed between the two reads leaves the
+        run holding a row older than the ledger entry it compares it with: it would see a
+        change, send the older content and write it over the newer entry (its message id
+        is the one the compare-and-set expects). Yields whether the reads inside share one
+        snapshot; when they cannot, ``_changed`` reads the chosen rows again.
+
+        PostgreSQL: a REPEATABLE READ transaction (a snapshot, which blocks no writer).
+        SQLite: a deferred read transaction (a shared lock, or in WAL mode a snapshot;
+        never the write lock that ``atomic()`` in IMMEDIATE mode takes). Inside the
+        caller's transaction its isolation decides: SQLite's is serializable; on PostgreSQL
+        REPEATABLE READ and SERIALIZABLE keep one snapshot, READ COMMITTED does not.
+        """
+        using = router.db_for_write(LedgerEntry)
+        connection = connections[using]
+        vendor = connection.vendor
+        if rows_alias != using:  # two databases: no snapshot covers both
+            yield False
+        elif connection.in_atomic_block:
+            if self._caller_snapshot is None:
+                self._caller_snapshot = vendor == "sqlite" or (
+                    vendor == "postgresql" and _isolation(connection) in SNAPSHOT_ISOLATION
+                )
+            yield self._caller_snapshot
+        elif vendor == "postgresql":
+            with transaction.atomic(using=using):
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield True
+        elif vendor == "sqlite":
+            with _sqlite_read_transaction(connection):
+                yield True
+        else:
+            yield False
+
+    def checked_batches(self) -> Iterator[CheckedBatch]:
+        """Each batch's events and their users' ledger entries, read in one snapshot."""
+        using = router.db_for_write(LedgerEntry)
+
+        def check(
+            rows: list[Any], again: Callable[[], list[Any]], consistent: bool
+        ) -> CheckedBatch:
+            events = self.build(rows)
+            ledger = read_ledger({event.user_id for event in events}, using, lock=False)
+            return CheckedBatch(len(rows), events, ledger, None if consistent else again)
+
+        return self._walk(check, snapshot=True)
 
     # -- the run ------------------------------------------------------------------------
     def build(self, rows: list[Any]) -> list[UserEnrichedEvent]:
+        """The events of these rows; invalid rows are counted (and listed) in the stats."""
+        return self._build(rows, report=True)
+
+    def _build(self, rows: list[Any], *, report: bool) -> list[UserEnrichedEvent]:
         events = []
         wanted = set(map(str, self.options.user_ids)) if self._filters_users_in_python() else None
         from_tuples = bool(rows) and isinstance(rows[0], tuple)
@@ -293,9 +429,10 @@ class Backfill:
                     pk = row.pk
                     event = build_event(row)
             except EventValidationError as exc:
-                self.stats.invalid += 1
-                if len(self.stats.invalid_rows) < MAX_INVALID_ROWS_LISTED:
-                    self.stats.invalid_rows.append(f"pk={pk}: {exc}")
+                if report:
+                    self.stats.invalid += 1
+                    if len(self.stats.invalid_rows) < MAX_INVALID_ROWS_LISTED:
+                        self.stats.invalid_rows.append(f"pk={pk}: {exc}")
                 continue
             if wanted is not None and event.user_id not in wanted:
                 continue
@@ -314,24 +451,32 @@ class Backfill:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender:
             in_flight: Future[None] | None = None
             in_flight_batch: SendBatch | None = None
-            for rows in self.batches():
-                self.stats.read += len(rows)
-                events = self.build(rows)
-                if self.options.dry_run:
-                    self._dry_run(events)
-                    yield self.stats
-                    continue
-                if sink is None or is_capturing():
-                    # --no-deliver: the outbox holds them for the workers.
-                    recorded = record_events(events, force=self.options.force)
+            for checked in self.checked_batches():
+                self.stats.read += checked.rows
+                events = checked.events
+                if is_capturing() and not self.options.dry_run:
+                    # capture_events(): the events go to the capture, not the outbox.
+                    recorded = record_events(
+                        events, force=self.options.force, skip_empty=self.options.skip_empty
+                    )
                     created = sum(item.created for item in recorded)
                     self.stats.recorded += created
                     self.stats.unchanged += len(recorded) - created
                     yield self.stats
                     continue
-                batch = self._changed(events, using, in_flight_batch)
+                batch = self._changed(checked, in_flight_batch)
                 self.stats.recorded += len(batch.events)
                 self.stats.unchanged += len(events) - len(batch.events)
+                if self.options.dry_run:
+                    for event in batch.events:
+                        self.emit(event.to_thrivestack())
+                    yield self.stats
+                    continue
+                if sink is None:
+                    # --no-deliver (and reconcile): the outbox holds them for the workers.
+                    self._record(batch, using)
+                    yield self.stats
+                    continue
                 if in_flight is not None:
                     in_flight.result()  # at most one batch on the wire: memory stays bounded
                     in_flight, in_flight_batch = None, None
@@ -347,20 +492,65 @@ class Backfill:
                 yield self.stats
             sender.submit(connections.close_all).result()  # the sender thread's connection
 
-    def _changed(
-        self, events: list[UserEnrichedEvent], using: str, in_flight: SendBatch | None
-    ) -> SendBatch:
+    def _changed(self, checked: CheckedBatch, in_flight: SendBatch | None) -> SendBatch:
         """The events whose content the ledger does not hold yet. The batch on the wire has
         not written the ledger yet: its entries count as written (a user may have several
-        rows, in consecutive batches)."""
+        rows, in consecutive batches).
+
+        When the rows and the ledger could not be read in one snapshot, the page is read
+        again and the users whose content changed since are dropped: a live save changed
+        them after the rows were read, and recorded (or records) its own event."""
+        events = checked.events
         hashes = [event.content_hash() for event in events]
-        ledger = read_ledger({event.user_id for event in events}, using, lock=False)
+        ledger = dict(checked.ledger)
         if in_flight is not None:
             ledger.update(in_flight.ledger_entries())
-        indexes = choose_events(events, hashes, ledger, force=self.options.force)
+        indexes = choose_events(
+            events, hashes, ledger, force=self.options.force, skip_empty=self.options.skip_empty
+        )
+        if indexes and checked.read_again is not None:
+            rows_now = checked.read_again()
+            current = {e.user_id: e.content_hash() for e in self._build(rows_now, report=False)}
+            indexes = [i for i in indexes if current.get(events[i].user_id) == hashes[i]]
         chosen = [events[i] for i in indexes]
         expected = [ledger[e.user_id][1] if e.user_id in ledger else None for e in chosen]
         return SendBatch(chosen, [hashes[i] for i in indexes], expected)
+
+    def _write_ledger(
+        self, batch: SendBatch, now: datetime, using: str, needed: Sequence[int]
+    ) -> list[int]:
+        """Write the batch's ledger entries, each only if the user's entry is still the one
+        read with the rows (a compare-and-set: a live save that recorded newer content
+        meanwhile keeps its entry). Returns which of the ``needed`` indexes were written.
+        Inside the caller's transaction, which keeps the entries locked until it ends."""
+        entries = [
+            (e.user_id, h, e.message_id, expected)
+            for e, h, expected in zip(batch.events, batch.hashes, batch.expected, strict=True)
+        ]
+        written = write_ledger_if_unchanged(entries, now, using)
+        self.stats.superseded += len(entries) - written
+        if written == len(entries) or not needed:
+            return list(needed)
+        events = batch.events
+        held = read_ledger({events[i].user_id for i in needed}, using, lock=False)
+        return [
+            i for i in needed if held.get(events[i].user_id, ("", ""))[1] == events[i].message_id
+        ]
+
+    def _record(self, batch: SendBatch, using: str) -> None:
+        """Record the batch in the outbox for the normal delivery path, in one transaction
+        with its ledger entries: only the users whose entry is still the one read with the
+        rows (an event a live save superseded meanwhile is not recorded at all)."""
+        if not batch.events:
+            return
+        now = timezone.now()
+        with transaction.atomic(using=using):
+            kept = self._write_ledger(batch, now, using, range(len(batch.events)))
+            rows = insert_outbox(
+                [batch.events[i] for i in kept], [batch.hashes[i] for i in kept], now, None, using
+            )
+            if self.options.request_delivery:
+                dispatch.request_delivery([row.pk for row in rows], using=using)
 
     def _send(self, batch: SendBatch, sink: Sink, using: str) -> None:
         """Send, then write down what happened: the ledger takes every event (delivered, or
@@ -372,7 +562,8 @@ class Backfill:
         the two, the ledger does not have the batch and a re-run sends it again with the
         same message ids (deduplicated by Segment-compatible collectors). The ledger write
         is a compare-and-set: a user whose entry a live save changed since it was read
-        keeps the live save's entry, which is newer.
+        keeps the live save's entry, which is newer, and an event of theirs the sink did not
+        accept is dropped rather than kept to retry (the live save's event supersedes it).
         """
         events, hashes = batch.events, batch.hashes
         outcomes = dispatch.send_events(events, sink)
@@ -381,19 +572,23 @@ class Backfill:
         ]
         now = timezone.now()
         lease = Lease(uuid.uuid4().hex, now + timedelta(seconds=app_settings.LEASE_SECONDS))
-        entries = [
-            (e.user_id, h, e.message_id, expected)
-            for e, h, expected in zip(events, hashes, batch.expected, strict=True)
-        ]
         with transaction.atomic(using=using):
-            write_ledger_if_unchanged(entries, now, using)
+            kept = self._write_ledger(batch, now, using, failed)
             rows = insert_outbox(
-                [events[i] for i in failed], [hashes[i] for i in failed], now, lease, using
+                [events[i] for i in kept], [hashes[i] for i in kept], now, lease, using
             )
         self.stats.sent += len(events) - len(failed)
-        if not rows:
-            return
-        failures = [outcomes[i] for i in failed]
+        delays = [
+            outcomes[i].delay or 1.0 for i in failed if outcomes[i].status is OutcomeStatus.RETRY
+        ]
+        if rows:
+            self._settle(rows, [outcomes[i] for i in kept], sink, using)
+        if delays and not self.stopping:
+            # The service asked us to slow down: hold the next batch back (the main thread
+            # waits for this one before sending another), without sleeping for an hour.
+            time.sleep(min(max(delays), MAX_BACKOFF_PAUSE))
+
+    def _settle(self, rows: list[Claimed], failures: list[Outcome], sink: Sink, using: str) -> None:
         settled = dispatch.settle(rows, failures, sink, using=using)
         self.stats.to_retry += settled.retried
         self.stats.rejected += settled.dead
@@ -402,28 +597,19 @@ class Backfill:
             if outcome.status is OutcomeStatus.REJECTED:
                 reason = redact(outcome.reason, hidden)[:200]
                 self.stats.rejected_reasons[reason] = self.stats.rejected_reasons.get(reason, 0) + 1
-        delays = [o.delay or 1.0 for o in failures if o.status is OutcomeStatus.RETRY]
-        if delays and not self.stopping:
-            # The service asked us to slow down: hold the next batch back (the main thread
-            # waits for this one before sending another), without sleeping for an hour.
-            time.sleep(min(max(delays), MAX_BACKOFF_PAUSE))
-
-    def _dry_run(self, events: list[UserEnrichedEvent]) -> None:
-        known = dict(
-            LedgerEntry.objects.filter(user_id__in=[e.user_id for e in events]).values_list(
-                "user_id", "content_hash"
-            )
-        )
-        for event in events:
-            if not self.options.force and known.get(event.user_id) == event.content_hash():
-                self.stats.unchanged += 1
-                continue
-            self.stats.recorded += 1
-            self.emit(event.to_thrivestack())
 
 
 def add_stats(total: BackfillStats, part: BackfillStats) -> None:
-    for name in ("read", "recorded", "sent", "unchanged", "invalid", "rejected", "to_retry"):
+    for name in (
+        "read",
+        "recorded",
+        "sent",
+        "unchanged",
+        "invalid",
+        "rejected",
+        "to_retry",
+        "superseded",
+    ):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     room = MAX_INVALID_ROWS_LISTED - len(total.invalid_rows)
     total.invalid_rows.extend(part.invalid_rows[:room])

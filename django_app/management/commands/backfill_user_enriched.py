@@ -26,7 +26,7 @@ from django_app.backfill import Backfill, BackfillOptions, BackfillStats, run_pa
 from django_app.conf import SETTING_NAME, app_settings
 from django_app.recording import is_capturing
 from django_app.runtime import get_sink, get_source
-from django_app.source import build_source
+from django_app.source import Source, build_source
 from tracking_adapter import ConfigurationError, MappingError
 from tracking_adapter.sinks import Sink
 
@@ -97,6 +97,23 @@ def auto_workers(rows: int, options: BackfillOptions, vendor: str, sink: Sink | 
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, MAX_AUTO_WORKERS))
+
+
+def configured_source(model: str | None = None) -> Source:
+    """The SOURCE setting (with ``--model`` instead of its MODEL), or a CommandError."""
+    config = app_settings.SOURCE
+    if not config:
+        raise CommandError(
+            f"{SETTING_NAME}['SOURCE'] is not set: it says which model holds enrichment data "
+            "and how its fields map to the event (see the README)"
+        )
+    try:
+        source = build_source({**config, "MODEL": model}) if model else get_source()
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    if source is None:  # pragma: no cover - SOURCE is set, so get_source() builds it
+        raise CommandError(f"{SETTING_NAME}['SOURCE'] is not set")
+    return source
 
 
 class Command(BaseCommand):
@@ -218,17 +235,8 @@ class Command(BaseCommand):
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from None
 
-    def _source(self, model: str | None) -> Any:
-        config = app_settings.SOURCE
-        if not config:
-            raise CommandError(
-                f"{SETTING_NAME}['SOURCE'] is not set: it says which model holds enrichment data "
-                "and how its fields map to the event (see the README)"
-            )
-        try:
-            return build_source({**config, "MODEL": model}) if model else get_source()
-        except ConfigurationError as exc:
-            raise CommandError(str(exc)) from None
+    def _source(self, model: str | None) -> Source:
+        return configured_source(model)
 
     def _progress(self, stats: BackfillStats, total: int, elapsed: float) -> None:
         rate = stats.read / elapsed if elapsed > 0 else 0.0
@@ -254,6 +262,14 @@ class Command(BaseCommand):
             ("invalid", f"{stats.invalid:,}"),
             ("rejected", f"{stats.rejected:,}"),
         ]
+        if stats.superseded:
+            counts.append(
+                (
+                    "superseded",
+                    f"{stats.superseded:,} (a live save recorded newer content meanwhile; "
+                    "its event stands)",
+                )
+            )
         if stats.to_retry:
             counts.append(
                 (
