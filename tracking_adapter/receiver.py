@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# The documented limits in decimal units ("2 MB" = 2,000,000 bytes), the strict reading: a
+# sink that passes here stays under the limit whichever unit the real service counts in.
 THRIVESTACK_MAX_EVENTS = 1000
-THRIVESTACK_MAX_BYTES = 2 * 1024 * 1024
+THRIVESTACK_MAX_BYTES = 2_000_000
 SEGMENT_MAX_EVENTS = 2500
-SEGMENT_MAX_BATCH_BYTES = 500 * 1024
-SEGMENT_MAX_EVENT_BYTES = 32 * 1024
+SEGMENT_MAX_BATCH_BYTES = 500_000
+SEGMENT_MAX_EVENT_BYTES = 32_000
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Scripted:
     delay: float = 0.0  # wait before answering (longer than a client's timeout = a hang)
     reset: bool = False  # abort the connection with a TCP reset instead of answering
     accept: bool = False  # after the delay, handle the request normally (a slow success)
+    # Send the answer one byte every ``trickle`` seconds: from the status line on, or only
+    # the body when ``trickle_body_only``. Each byte keeps a per-read timeout from firing.
+    trickle: float = 0.0
+    trickle_body_only: bool = False
 
 
 @dataclass
@@ -58,7 +64,10 @@ class LoopbackReceiver:
     ``reject`` is called with each received item; a string it returns makes the whole
     request a 400 carrying that message, as a real API refuses a batch holding one bad
     event. ``keep`` False stores counts only (for benchmarks of millions of events);
-    ``latency`` delays every answer.
+    ``latency`` delays every answer. ``always``, when set, answers every request not
+    otherwise scripted (a collector that refuses everything). ``refuse_gzip``, when set, is
+    the message of the 400 that answers every gzipped body, as a collector that cannot
+    read gzip answers.
     """
 
     def __init__(
@@ -71,12 +80,16 @@ class LoopbackReceiver:
         reject: Callable[[dict[str, Any]], str | None] | None = None,
         keep: bool = True,
         latency: float = 0.0,
+        always: Scripted | None = None,
+        refuse_gzip: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.write_key = write_key
         self.reject = reject
         self.keep = keep
         self.latency = latency  # seconds added to every answer, like a distant server
+        self.always = always
+        self.refuse_gzip = refuse_gzip
         self.requests: list[ReceivedRequest] = []
         self.items: list[dict[str, Any]] = []
         self.item_count = 0
@@ -197,6 +210,11 @@ class LoopbackReceiver:
     ) -> tuple[int, Any, dict[str, str]]:
         """Decide the answer to one request; returns (status, JSON body, headers)."""
         body = raw
+        if headers.get("content-encoding") == "gzip" and self.refuse_gzip is not None:
+            # It reads the compressed bytes as JSON and fails, as such a collector does.
+            status, answer = 400, {"code": "invalid_request", "message": self.refuse_gzip}
+            self._record(ReceivedRequest(path, headers, raw, status), [])
+            return status, answer, {}
         if headers.get("content-encoding") == "gzip":
             try:
                 body = gzip.decompress(raw)
@@ -235,7 +253,7 @@ class LoopbackReceiver:
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
             return 401, {"success": False, "message": "Unauthorized: invalid x-api-key"}, []
         if len(body) > THRIVESTACK_MAX_BYTES:
-            return 400, {"success": False, "message": "payload exceeds 2MB"}, []
+            return 400, {"success": False, "message": "payload exceeds 2,000,000 bytes"}, []
         try:
             items = json.loads(body)
         except ValueError:
@@ -255,7 +273,7 @@ class LoopbackReceiver:
         if self.write_key is not None and headers.get("authorization") != expected:
             return 401, {"code": "unauthorized", "message": "invalid write key"}, []
         if len(body) > SEGMENT_MAX_BATCH_BYTES:
-            return 400, {"code": "invalid_request", "message": "batch exceeds 500KB"}, []
+            return 400, {"code": "invalid_request", "message": "batch exceeds 500,000 bytes"}, []
         try:
             payload = json.loads(body)
         except ValueError:
@@ -292,7 +310,7 @@ def _segment_item_problem(item: Any) -> str | None:
     if not isinstance(item, dict):
         return "must be an object"
     if len(json.dumps(item).encode()) > SEGMENT_MAX_EVENT_BYTES:
-        return "event exceeds 32KB"
+        return "event exceeds 32,000 bytes"
     if item.get("type") == "track" and not item.get("event"):
         return "track call without event"
     if not (item.get("userId") or item.get("anonymousId")):
@@ -341,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         if receiver.latency:
             time.sleep(receiver.latency)
-        scripted = receiver._next_script()
+        scripted = receiver._next_script() or receiver.always
         if scripted is not None and scripted.delay:
             time.sleep(scripted.delay)
         if scripted is None or scripted.accept:
@@ -356,20 +374,46 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
+        if scripted.trickle:
+            self._trickle(scripted)
+            return
         self._answer(scripted.status, scripted.body, scripted.headers)
 
     def _answer(self, status: int, body: Any, headers: dict[str, str]) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(self._head(status, body, headers) + _body_bytes(body))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (a timeout test): nothing to do
+
+    def _head(self, status: int, body: Any, headers: dict[str, str]) -> bytes:
+        names = {name.lower(): value for name, value in headers.items()}
+        if names.get("connection", "").lower() == "close":
+            self.close_connection = True
+        reason = self.responses.get(status, ("Answer",))[0]
+        lines = [f"HTTP/1.1 {status} {reason}", f"Date: {self.date_time_string()}"]
+        if "content-type" not in names:  # a scripted Content-Type replaces the default
+            lines.append("Content-Type: application/json")
+        if "content-length" not in names:
+            lines.append(f"Content-Length: {len(_body_bytes(body))}")
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _trickle(self, scripted: Scripted) -> None:
+        self.close_connection = True
+        head = self._head(scripted.status, scripted.body, scripted.headers)
+        data = head + _body_bytes(scripted.body)
+        start = len(head) if scripted.trickle_body_only else 0
+        try:
+            self.wfile.write(data[:start])
+            for offset in range(start, len(data)):
+                time.sleep(scripted.trickle)
+                self.wfile.write(data[offset : offset + 1])
+        except OSError:
+            pass  # the client hung up, as a deadline makes it
+
+
+def _body_bytes(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
 
 
 def main(argv: list[str] | None = None) -> None:

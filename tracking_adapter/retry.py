@@ -7,30 +7,50 @@ caller (the Django dispatcher, a script) asks this policy when to try again.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+# The longest wait a Retry-After header can ask for, one day: a server's header is input
+# like any other, and 400 digits of it must give a number the rest of the code can add to
+# a datetime (RetryPolicy caps it again, at max_retry_after).
+MAX_RETRY_AFTER = 86_400.0
+_DELTA_SECONDS = re.compile(r"-?[0-9]+", re.ASCII)
+
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if value is None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None.
+
+    Never raises: a past date or a negative number is 0, anything over ``MAX_RETRY_AFTER``
+    (a huge number, a date in the year 9999) is ``MAX_RETRY_AFTER``, garbage is None.
+    """
+    if not isinstance(value, str):
         return None
     value = value.strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(int(value)))
-    except ValueError:
-        pass
+    # Only plain ASCII digits: int() would also take "1_000" and other scripts' digits, and
+    # converting thousands of digits is slow (or refused) before any cap could apply.
+    if _DELTA_SECONDS.fullmatch(value):
+        if value.startswith("-"):
+            return 0.0
+        digits = value.lstrip("0")
+        if len(digits) > len(str(int(MAX_RETRY_AFTER))):
+            return MAX_RETRY_AFTER
+        return min(float(int(digits or "0")), MAX_RETRY_AFTER)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are always GMT
         moment = moment.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
-    return max(0.0, (moment - now).total_seconds())
+    try:
+        seconds = (moment - now).total_seconds()
+    except OverflowError:
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 @dataclass

@@ -20,6 +20,33 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def header_value_problem(value: object) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP header value (an API key), or None if it can.
+
+    The answer never quotes the value, so it is safe in an error or a system check. Keys are
+    printable ASCII: a leading or trailing space or newline (a secrets file read as it is),
+    a control character or a non-ASCII character would make the request fail before it
+    leaves (requests' InvalidHeader, http.client's latin-1 encoding) or be refused as a bad
+    key by a server that never saw the key it was given.
+    """
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not value:
+        return "is empty"
+    if value != value.strip():
+        return (
+            "has leading or trailing whitespace (a newline left by reading a secrets "
+            "file?); strip it"
+        )
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        return "contains control characters"
+    if not value.isascii():
+        return (
+            "contains non-ASCII characters; API keys are plain ASCII, check for a pasted look-alike"
+        )
+    return None
+
+
 def is_loopback_host(host: str | None) -> bool:
     if not host:
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import socket
@@ -148,12 +149,21 @@ def test_exactly_1000_events_are_accepted(receiver, session):
     assert receiver.item_count == 1000
 
 
-def test_400_over_2_mb(receiver, session):
+def padded_track_body(size: int) -> bytes:
     big = item()
-    big["properties"]["blob"] = "x" * (2 * 1024 * 1024)
-    response = post_track(session, receiver, json.dumps([big]).encode())
+    big["properties"]["blob"] = ""
+    base = len(json.dumps([big]).encode())
+    big["properties"]["blob"] = "x" * (size - base)
+    body = json.dumps([big]).encode()
+    assert len(body) == size
+    return body
+
+
+def test_2_mb_is_read_in_decimal_units(receiver, session):
+    assert post_track(session, receiver, padded_track_body(2_000_000)).status_code == 200
+    response = post_track(session, receiver, padded_track_body(2_000_001))
     assert response.status_code == 400
-    assert "2MB" in response.json()["message"]
+    assert "2,000,000 bytes" in response.json()["message"]
 
 
 def test_reject_callback_refuses_the_whole_request(receiver, session):
@@ -199,7 +209,7 @@ def test_segment_401_for_a_wrong_write_key(receiver, session):
     ("payload", "message"),
     [
         ({"batch": [segment_item(f"u{i}", f"m{i}") for i in range(2501)]}, "2500"),
-        ({"batch": [{**segment_item(), "properties": {"blob": "x" * 33_000}}]}, "32KB"),
+        ({"batch": [{**segment_item(), "properties": {"blob": "x" * 32_000}}]}, "32,000"),
         ({"batch": [{**segment_item(), "userId": None}]}, "userId"),
         ({"batch": [{**segment_item(), "event": ""}]}, "without event"),
         ({"nobatch": []}, "batch array"),
@@ -225,6 +235,85 @@ def test_segment_bad_gzip_is_400(receiver, session):
         timeout=5,
     )
     assert response.status_code == 400
+
+
+def test_segment_limits_are_decimal(receiver, session):
+    message = {**segment_item(), "properties": {"blob": ""}}
+    message["properties"]["blob"] = "x" * (32_000 - len(json.dumps(message).encode()))
+    assert len(json.dumps(message).encode()) == 32_000
+    post = functools.partial(
+        session.post,
+        f"{receiver.url}/v1/batch",
+        headers={"Authorization": basic("wk-receiver")},
+        timeout=5,
+    )
+    assert post(data=json.dumps({"batch": [message]}).encode()).status_code == 200
+    message["properties"]["blob"] += "x"
+    assert post(data=json.dumps({"batch": [message]}).encode()).status_code == 400
+
+    body = {"batch": [segment_item()], "pad": ""}
+    body["pad"] = "p" * (500_000 - len(json.dumps(body).encode()))
+    assert post(data=json.dumps(body).encode()).status_code == 200
+    body["pad"] += "p"
+    response = post(data=json.dumps(body).encode())
+    assert response.status_code == 400
+    assert "500,000 bytes" in response.json()["message"]
+
+
+def test_refuse_gzip_answers_every_gzipped_body_with_a_400(receiver, session):
+    receiver.refuse_gzip = "invalid character '\\x1f' looking for beginning of value"
+    try:
+        gzipped = session.post(
+            f"{receiver.url}/v1/batch",
+            data=gzip.compress(json.dumps({"batch": [segment_item()]}).encode()),
+            headers={"Content-Encoding": "gzip", "Authorization": basic("wk-receiver")},
+            timeout=5,
+        )
+        plain = session.post(
+            f"{receiver.url}/v1/batch",
+            json={"batch": [segment_item()]},
+            headers={"Authorization": basic("wk-receiver")},
+            timeout=5,
+        )
+    finally:
+        receiver.refuse_gzip = None
+    assert gzipped.status_code == 400
+    assert "looking for beginning of value" in gzipped.json()["message"]
+    assert plain.status_code == 200
+    assert receiver.item_count == 1
+
+
+def test_always_answers_every_unscripted_request(receiver, session):
+    receiver.always = Scripted(400, {"message": "Bad Request"})
+    try:
+        receiver.script(Scripted(accept=True))
+        first = post_track(session, receiver, json.dumps([item()]).encode())
+        rest = [post_track(session, receiver, json.dumps([item()]).encode()) for _ in range(3)]
+    finally:
+        receiver.always = None
+    assert first.status_code == 200
+    assert [r.status_code for r in rest] == [400] * 3
+    assert post_track(session, receiver, json.dumps([item()]).encode()).status_code == 200
+
+
+def test_a_scripted_content_type_replaces_the_default(receiver, session):
+    receiver.script(Scripted(200, b"<html>portal</html>", {"Content-Type": "text/html"}))
+    response = post_track(session, receiver, json.dumps([item()]).encode())
+    assert response.headers["Content-Type"] == "text/html"
+    assert response.text == "<html>portal</html>"
+
+
+def test_trickle_sends_the_answer_byte_by_byte(receiver):
+    receiver.script(Scripted(200, b"{}", trickle=0.002))
+    with socket.create_connection(receiver._server.server_address[:2], timeout=5) as client:
+        client.sendall(b"POST /api/track HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        chunks = []
+        while chunk := client.recv(4096):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"\r\n\r\n{}")
+    assert len(chunks) > 10  # it arrived in pieces, not in one write
 
 
 def test_unknown_path_is_404(receiver, session):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracking_adapter.retry import RetryPolicy, parse_retry_after
+from tracking_adapter.retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -143,3 +143,48 @@ def test_delay_stays_capped_for_very_late_attempts():
     policy = RetryPolicy(max_attempts=100_000, rng=random.Random(5))
     assert not policy.exhausted(1025)
     assert 0.0 <= policy.delay(1025) <= policy.max_delay
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("9" * 400, MAX_RETRY_AFTER),  # float(int(...)) raised OverflowError here
+        ("9" * 5000, MAX_RETRY_AFTER),  # past int()'s digit limit: must not raise either
+        ("-" + "9" * 400, 0.0),
+        ("86401", MAX_RETRY_AFTER),
+        ("86400", 86_400.0),
+        ("0000000000000000000000042", 42.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("Sat, 01 Jan 10000 00:00:00 GMT", None),
+        ("Mon, 01 Jan 0001 00:00:00 +2359", 0.0),
+        ("1_000", None),
+        ("\u0661\u0662\u0663", None),
+        ("+5", None),
+        ("5.0", None),
+        ("1e400", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
+def test_absurd_retry_after_values_are_capped_or_ignored(value, expected):
+    assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_retry_after_that_is_not_a_string_is_ignored():
+    assert parse_retry_after(b"120", now=NOW) is None  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(
+        st.integers(min_value=-(10**600), max_value=10**600).map(str),
+        st.text(alphabet="0123456789-+ _.eE:,GMTSunMonDec", max_size=60),
+        st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30))
+        .map(lambda d: d.replace(tzinfo=UTC))
+        .map(lambda d: format_datetime(d, usegmt=True)),
+    )
+)
+def test_parse_retry_after_is_always_none_or_within_the_cap(value):
+    result = parse_retry_after(value, now=NOW)
+    assert result is None or 0.0 <= result <= MAX_RETRY_AFTER

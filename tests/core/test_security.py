@@ -274,14 +274,10 @@ def test_no_secret_reaches_logs_reasons_reprs_or_errors(debug_everything):
     assert any(REDACTED in reason for reason in reasons)  # echoed secrets were caught
 
     messages = record_texts(caplog.records)
-    # segment-analytics-python logged its request bodies (write key inside) at DEBUG...
-    segment_bodies = [m for m in messages if m.startswith("making request")]
-    assert segment_bodies
-    assert all(REDACTED in m for m in segment_bodies)
     assert any(r.name.startswith("urllib3") for r in caplog.records)
     assert any(r.name.startswith("tracking_adapter") for r in caplog.records)
 
-    # ...and no secret survived anywhere.
+    # No secret survived anywhere.
     assert leaked(messages) == []
     assert leaked(reasons) == []
     assert leaked(texts) == []

@@ -1,4 +1,4 @@
-"""SegmentSink through segment-analytics-python's request.post, against a real local collector."""
+"""SegmentSink against a real local collector: the official client's body, our own session."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import gzip
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -88,14 +89,24 @@ def test_posts_a_gzipped_batch_with_basic_auth(receiver, sink):
     assert request.path == "/v1/batch"
     assert request.headers["content-encoding"] == "gzip"
     assert request.headers["content-type"] == "application/json"
-    assert request.headers["user-agent"].startswith("analytics-python/")  # the stock client
+    assert request.headers["user-agent"].startswith("tracking-adapter/")
     expected_auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     assert request.headers["authorization"] == expected_auth
     user, _, password = base64.b64decode(expected_auth.split()[1]).decode().partition(":")
     assert (user, password) == (WRITE_KEY, "")
     assert request.body[:2] == b"\x1f\x8b"  # gzip magic: compressed on the wire
 
-    payload = json.loads(gzip.decompress(request.body))
+    raw = gzip.decompress(request.body)
+    payload = json.loads(raw)
+    # The bytes segment-analytics-python's request.post writes for the same batch (its
+    # json.dumps of {"batch", "sentAt", "writeKey"}, in that order), sentAt aside.
+    assert raw == json.dumps(
+        {
+            "batch": [e.to_segment() for e in events],
+            "sentAt": payload["sentAt"],
+            "writeKey": WRITE_KEY,
+        }
+    ).encode("ascii")
     batch = payload["batch"]
     assert [m["messageId"] for m in batch] == [e.message_id for e in events]
     for message, event in zip(batch, events, strict=True):
@@ -107,7 +118,9 @@ def test_posts_a_gzipped_batch_with_basic_auth(receiver, sink):
         assert message["properties"] == event.properties.to_wire()
         assert message["timestamp"] == "2023-11-02T00:30:08.276Z"
         assert message == event.to_segment()
-    assert payload["sentAt"]
+    sent_at = datetime.fromisoformat(payload["sentAt"])
+    assert sent_at.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 60
 
 
 def test_works_without_gzip(receiver):
@@ -146,8 +159,8 @@ def test_empty_send_makes_no_request(receiver, sink):
 def test_default_limits_are_segments():
     sink = SegmentSink(WRITE_KEY)
     assert sink.max_events == 2500
-    assert sink.max_request_bytes == 500 * 1024
-    assert sink.max_event_bytes == 32 * 1024
+    assert sink.max_request_bytes == 475_000  # the official client's target, under 500,000
+    assert sink.max_event_bytes == 32_000
     assert sink.host == "https://api.segment.io"
 
 
@@ -171,16 +184,24 @@ def expected_requests(sizes: list[int], max_bytes: int, envelope: int) -> int:
     return count
 
 
-def test_splits_by_500_kb_per_batch(receiver, sink):
+def envelope(write_key: str) -> int:
+    # {"batch": [ ... ], "sentAt": "2024-01-01T00:00:00.000000+00:00", "writeKey": "<key>"}
+    return len('{"batch": [], "sentAt": "", "writeKey": }') + 32 + len(json.dumps(write_key))
+
+
+def test_splits_by_475_000_bytes_per_batch(receiver, sink):
     events = make_events(1200)
     result = sink.send(events)
     assert result.all_delivered
     bodies = [decoded(r) for r in receiver.requests]
-    assert all(len(body) <= 500 * 1024 for body in bodies)
-    # The fewest requests the sink's conservative envelope estimate (80 bytes + key) allows.
+    assert all(len(body) <= 475_000 for body in bodies)
+    # The fewest requests the exact envelope allows, and each body's size is the count.
     sizes = [message_size(e) for e in events]
-    assert len(bodies) == expected_requests(sizes, 500 * 1024, 80 + len(WRITE_KEY))
+    assert len(bodies) == expected_requests(sizes, 475_000, envelope(WRITE_KEY))
     assert len(bodies) >= 3
+    for body, batch in zip(bodies, batches(receiver), strict=True):
+        counted = sum(len(json.dumps(m).encode()) for m in batch) + 2 * (len(batch) - 1)
+        assert len(body) == envelope(WRITE_KEY) + counted
     assert [m["userId"] for b in batches(receiver) for m in b] == [e.user_id for e in events]
 
 
@@ -195,20 +216,22 @@ def test_configurable_batch_bytes(receiver, max_request_bytes):
     assert all(len(r.body) <= max_request_bytes for r in receiver.requests)
     sizes = [message_size(e) for e in events]
     assert len(receiver.requests) == expected_requests(
-        sizes, max_request_bytes, 80 + len(WRITE_KEY)
+        sizes, max_request_bytes, envelope(WRITE_KEY)
     )
 
 
-def test_an_event_over_32_kb_is_rejected_and_the_others_go(receiver, sink):
+def test_an_event_over_32_000_bytes_is_rejected_and_the_others_go(receiver, sink):
+    base = make_events(1, blob="")[0]
     events = make_events(5)
-    events[3] = make_events(1, start=3, blob="z" * 33_000)[0]
+    events[3] = make_events(1, start=3, blob="z" * (32_001 - message_size(base)))[0]
+    assert message_size(events[3]) == 32_001
     result = sink.send(events)
     assert [o.status for o in result.outcomes] == [Status.DELIVERED] * 3 + [
         Status.REJECTED,
         Status.DELIVERED,
     ]
     reason = result.outcomes[3].reason
-    assert "32,768" in reason
+    assert "32,000" in reason
     assert "bytes" in reason
     assert [m["userId"] for b in batches(receiver) for m in b] == [
         "user_0",
@@ -218,24 +241,26 @@ def test_an_event_over_32_kb_is_rejected_and_the_others_go(receiver, sink):
     ]
 
 
-def test_an_event_of_exactly_32_kb_is_sent(receiver, sink):
+def test_an_event_of_exactly_32_000_bytes_is_sent(receiver, sink):
     base = make_events(1, blob="")[0]
-    padding = 32 * 1024 - message_size(base)
+    padding = 32_000 - message_size(base)
     event = make_events(1, blob="p" * padding)[0]
-    assert message_size(event) == 32 * 1024
+    assert message_size(event) == 32_000
     assert sink.send([event]).all_delivered
     assert receiver.item_count == 1
 
 
 def test_batches_stay_within_the_byte_limit_whatever_the_write_key(receiver):
-    key = "ключ" * 10  # 80 bytes in UTF-8, 240 once escaped as \\uXXXX by the client
+    key = 'wk"\\' * 20  # 80 characters, 120 once json.dumps escapes the quotes and backslashes
     receiver.write_key = key
     base = message_size(make_events(1, blob="")[0])
-    padding = (4000 - (80 + len(key.encode())) - 2) // 2 - base
-    events = make_events(2, blob="p" * padding)  # two events that just fit by the estimate
+    padding = (4000 - envelope(key) - 2) // 2 - base
+    events = make_events(2, blob="p" * padding)  # two events that just fit, counted exactly
     with SegmentSink(key, receiver.url, gzip=False, timeout=5, max_request_bytes=4000) as sink:
-        assert sink.send(events).all_delivered
-    assert all(len(r.body) <= 4000 for r in receiver.requests)
+        result = sink.send(events)
+    assert result.all_delivered
+    assert result.requests == 1
+    assert 3998 <= len(receiver.requests[0].body) <= 4000
 
 
 # -- 400: bisect to the bad event ------------------------------------------------------

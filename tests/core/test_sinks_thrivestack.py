@@ -140,13 +140,13 @@ def test_splits_by_1000_events(receiver, sink):
     assert result.requests == 3
     assert [len(json.loads(r.body)) for r in receiver.requests] == [1000, 1000, 500]
     assert received_user_ids(receiver) == [e.user_id for e in events]  # order kept, no loss
-    assert all(len(r.body) <= 2 * 1024 * 1024 for r in receiver.requests)
+    assert all(len(r.body) <= 2_000_000 for r in receiver.requests)
 
 
 def test_default_limits_are_thrivestacks():
     sink = ThriveStackSink(KEY, "https://api.example.com/api")
     assert sink.max_events == 1000
-    assert sink.max_request_bytes == 2 * 1024 * 1024
+    assert sink.max_request_bytes == 2_000_000  # "2 MB" read in decimal units
 
 
 def test_splits_by_the_2_mb_limit(receiver, sink):
@@ -155,8 +155,8 @@ def test_splits_by_the_2_mb_limit(receiver, sink):
     result = sink.send(events)
     assert result.all_delivered
     bodies = [r.body for r in receiver.requests]
-    assert all(len(body) <= 2 * 1024 * 1024 for body in bodies)
-    assert len(bodies) == expected_requests([len(compact(e)) for e in events], 2 * 1024 * 1024)
+    assert all(len(body) <= 2_000_000 for body in bodies)
+    assert len(bodies) == expected_requests([len(compact(e)) for e in events], 2_000_000)
     assert len(bodies) == 3
     assert received_user_ids(receiver) == [e.user_id for e in events]
 

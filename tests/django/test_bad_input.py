@@ -636,7 +636,7 @@ def test_an_event_over_segments_32_kb_dies_alone(settings, receiver):
     assert (stats.delivered, stats.dead, stats.retried) == (5, 1, 0)
     row = OutboxEvent.objects.get(status=Status.DEAD)
     assert row.user_id == "u2"
-    assert "32,768 bytes per event" in row.last_error
+    assert "32,000 bytes per event" in row.last_error
     assert {item["userId"] for item in receiver.items} == {"u0", "u1", "u3", "u4", "u5"}
 
 

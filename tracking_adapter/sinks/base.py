@@ -14,7 +14,7 @@ import enum
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from tracking_adapter.batching import split_batches
 from tracking_adapter.errors import ConfigurationError
 from tracking_adapter.schema import UserEnrichedEvent
+from tracking_adapter.security import redact
 
 logger = logging.getLogger("tracking_adapter.sinks")
 
@@ -167,8 +168,18 @@ class _Encoded(Generic[Payload]):
     size: int
 
 
+# How many lone events refused with one same answer, before anything was accepted, make a
+# send conclude the collector refuses every request. A batch of 1,000 then costs 16 requests
+# instead of 1,999; four bad events at the very start of a batch, answered with one generic
+# message, are the price: kept pending as a configuration error, visible, never dead.
+SAME_REFUSALS_FOR_CONFIG = 4
+
+
 class HttpBatchSink(Sink, Generic[Payload]):
     """Template for sinks that post batches: subclasses encode events and post one request."""
+
+    # What to check when the collector refuses every request whatever it holds.
+    request_refused_hint: ClassVar[str] = "Check the sink's endpoint and any proxy in between."
 
     def __init__(
         self,
@@ -225,6 +236,10 @@ class HttpBatchSink(Sink, Generic[Payload]):
         halted: Outcome | None = None
         requests = 0
         keepalive = _keepalive.get()
+        delivered_any = False
+        # Single events refused before anything was accepted, with the server's answer: the
+        # same answer to each of them means the collector refuses requests, not events.
+        refused_alone: list[tuple[int, str]] = []
         while work:
             indexes = work.pop()
             if halted is None and requests and keepalive is not None and not keepalive():
@@ -236,6 +251,7 @@ class HttpBatchSink(Sink, Generic[Payload]):
             reply = self.post([encoded[i].payload for i in indexes])
             requests += 1
             if reply.kind is ReplyKind.OK:
+                delivered_any = True
                 for index in indexes:
                     outcomes[index] = Outcome.delivered()
             elif reply.kind is ReplyKind.BAD_PAYLOAD and len(indexes) > 1:
@@ -243,12 +259,22 @@ class HttpBatchSink(Sink, Generic[Payload]):
                 work.extend([indexes[middle:], indexes[:middle]])
             elif reply.kind is ReplyKind.BAD_PAYLOAD:
                 outcomes[indexes[0]] = Outcome.rejected(reply.detail)
+                if not delivered_any:
+                    refused_alone.append((indexes[0], reply.detail))
+                    if self._refuses_every_request(refused_alone):
+                        halted = self._config_error(
+                            f"{reply.detail}; {len(refused_alone)} single events were refused "
+                            "with this same answer and nothing was accepted, so the collector "
+                            f"refuses the requests themselves, not these events. "
+                            f"{self.request_refused_hint} Events stay pending and are retried."
+                        )
+                        for index, _ in refused_alone:
+                            outcomes[index] = halted
             else:
                 # Stop here: the remaining requests would meet the same key, the same
                 # endpoint or the same overloaded server.
                 if reply.kind is ReplyKind.CONFIG:
-                    halted = Outcome.retry(reply.detail, self.config_retry_delay, config_error=True)
-                    logger.error("%s: %s", self.describe(), reply.detail)
+                    halted = self._config_error(reply.detail)
                 else:
                     halted = Outcome.retry(reply.detail, reply.retry_after)
                     logger.warning("%s: will retry: %s", self.describe(), reply.detail)
@@ -257,6 +283,18 @@ class HttpBatchSink(Sink, Generic[Payload]):
         self.requests_made += requests
         return SendResult([_known(outcome) for outcome in outcomes], requests)
 
+    def _config_error(self, reason: str) -> Outcome:
+        logger.error("%s: %s", self.describe(), reason)
+        return Outcome.retry(reason, self.config_retry_delay, config_error=True)
+
+    @staticmethod
+    def _refuses_every_request(refused: list[tuple[int, str]]) -> bool:
+        # Distinct answers prove the server judged each event; one unvarying answer to
+        # several lone events, with nothing accepted, is a request-level refusal (a
+        # collector that cannot read our encoding, a proxy), and bisecting on would send
+        # about two requests per event and dead-letter every one of them.
+        return len(refused) >= SAME_REFUSALS_FOR_CONFIG and len({d for _, d in refused}) == 1
+
 
 def _known(outcome: Outcome | None) -> Outcome:
     if outcome is None:  # every index is assigned above; this guards the invariant
@@ -264,8 +302,12 @@ def _known(outcome: Outcome | None) -> Outcome:
     return outcome
 
 
-def server_message(body: bytes | str, content_type: str = "", limit: int = 300) -> str:
-    """The human part of an error response: its JSON ``message``/``error``, or its text."""
+def server_message(
+    body: bytes | str, content_type: str = "", limit: int = 300, secrets: Iterable[str] = ()
+) -> str:
+    """The human part of an answer: its JSON ``message``/``error``, or its text, with every
+    secret redacted *before* it is cut to ``limit`` characters (a cut made first could
+    split a key so that no whole occurrence is left to redact, and leave its prefix)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     if "json" in content_type or text.lstrip().startswith("{"):
         try:
@@ -277,5 +319,5 @@ def server_message(body: bytes | str, content_type: str = "", limit: int = 300) 
                 if isinstance(data.get(key), str) and data[key]:
                     text = data[key]
                     break
-    text = " ".join(text.split())
+    text = " ".join(redact(text, secrets).split())
     return text[:limit] + ("..." if len(text) > limit else "")

@@ -2,31 +2,60 @@
 
 from __future__ import annotations
 
-import requests
-
 from tracking_adapter.errors import ConfigurationError
 from tracking_adapter.schema import UserEnrichedEvent
-from tracking_adapter.security import check_endpoint, redact
+from tracking_adapter.security import check_endpoint, header_value_problem, redact
 from tracking_adapter.sinks._http import (
+    DEFAULT_DEADLINE,
+    Answer,
     Timeout,
+    Wording,
+    check_deadline,
+    classify_answer,
     classify_exception,
-    classify_status,
+    exchange,
+    json_body,
+    not_json_problem,
     pooled_session,
 )
 from tracking_adapter.sinks.base import HttpBatchSink, Reply
 
 DEFAULT_ENDPOINT = "https://api.app.thrivestack.ai/api"
-MAX_EVENTS_PER_REQUEST = 1000  # ThriveStack's documented limits: over either is a 400
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
+# ThriveStack's documented limits, over either is a 400. "2 MB" is read in decimal units:
+# the smaller reading is the one that is safe whichever the server means.
+MAX_EVENTS_PER_REQUEST = 1000
+MAX_REQUEST_BYTES = 2_000_000
+
+_KEY_OPTION = "api_key (TRACKING_ADAPTER['SINK_OPTIONS']['api_key'] in Django)"
+
+
+def thrivestack_delivered(answer: Answer) -> str | None:
+    """None when a 2xx answer says the events were taken (``{"success": true, ...}``, as
+    ThriveStack documents), else what it says instead."""
+    if not answer.complete:
+        return "its body is far longer than any ThriveStack answer"
+    data = json_body(answer)
+    if isinstance(data, dict) and data.get("success") is True:
+        return None
+    if isinstance(data, dict):
+        return 'its body does not say {"success": true}'
+    if data is None or isinstance(data, list | str | int | float):
+        return 'its body is JSON but not the {"success": true} object ThriveStack sends'
+    return not_json_problem(answer)
 
 
 class ThriveStackSink(HttpBatchSink[bytes]):
     """Posts events to ``{endpoint}/track`` in as few requests as the limits allow.
 
-    ``timeout`` is ``(connect, read)`` seconds or one number for both. http is refused for
-    a host that is not loopback unless ``allow_http=True``; TLS certificates are verified
-    (``verify`` may name a CA bundle).
+    ``timeout`` is ``(connect, read)`` seconds or one number for both; ``deadline`` bounds
+    each whole request, answer included, whatever the server does. http is refused for a
+    host that is not loopback unless ``allow_http=True``; TLS certificates are verified
+    (``verify`` may name a CA bundle). Redirects are never followed.
     """
+
+    request_refused_hint = (
+        "Check the sink's endpoint option and any proxy between this host and ThriveStack."
+    )
 
     def __init__(
         self,
@@ -34,6 +63,7 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         endpoint: str = DEFAULT_ENDPOINT,
         *,
         timeout: Timeout = (3.05, 10.0),
+        deadline: float = DEFAULT_DEADLINE,
         max_events: int = MAX_EVENTS_PER_REQUEST,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         allow_http: bool = False,
@@ -42,8 +72,14 @@ class ThriveStackSink(HttpBatchSink[bytes]):
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ConfigurationError(
-                "ThriveStackSink needs api_key (TRACKING_ADAPTER['SINK_OPTIONS']['api_key'] in "
-                "Django): the key from ThriveStack's settings page"
+                f"ThriveStackSink needs {_KEY_OPTION}: the key from ThriveStack's settings page"
+            )
+        problem = header_value_problem(api_key)
+        if problem:
+            # Refused here, not at the first send: requests would raise InvalidHeader for
+            # every request, and the events would spend their attempts on it.
+            raise ConfigurationError(
+                f"ThriveStackSink {_KEY_OPTION} {problem} (the key is not shown here)"
             )
         super().__init__(
             max_events=max_events,
@@ -54,6 +90,7 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         self.endpoint = check_endpoint(endpoint, option="endpoint", allow_http=allow_http)
         self.url = f"{self.endpoint}/track"
         self.timeout = timeout
+        self.deadline = check_deadline(deadline)
         self._api_key = api_key
         self._session = pooled_session()
         self._session.headers.update({"x-api-key": api_key, "Content-Type": "application/json"})
@@ -62,6 +99,18 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         # the environment override a session's ``verify`` (psf/requests#3829), which would
         # silently drop the CA bundle (or the opt-out) configured here.
         self._verify = verify
+        self._words = Wording(
+            service="ThriveStack",
+            key_setting="sink's api_key option (TRACKING_ADAPTER['SINK_OPTIONS']['api_key'])",
+            endpoint_setting=(
+                "sink's endpoint option (TRACKING_ADAPTER['SINK_OPTIONS']['endpoint'])"
+            ),
+            unreadable_hint=(
+                "Something between this host and ThriveStack changes the body: check the "
+                "sink's endpoint option and any proxy in between."
+            ),
+            secrets=(api_key,),
+        )
 
     def encode(self, event: UserEnrichedEvent) -> tuple[bytes, int]:
         data = event.to_thrivestack_json()
@@ -70,27 +119,21 @@ class ThriveStackSink(HttpBatchSink[bytes]):
     def post(self, payloads: list[bytes]) -> Reply:
         body = b"[" + b",".join(payloads) + b"]"
         try:
-            response = self._session.post(
+            answer = exchange(
+                self._session,
                 self.url,
-                data=body,
+                body,
                 timeout=self.timeout,
-                allow_redirects=False,
+                deadline=self.deadline,
                 verify=self._verify,
             )
-        except requests.RequestException as exc:
-            return self._clean(classify_exception("ThriveStack", exc, self.timeout))
-        reply = classify_status(
-            "ThriveStack",
-            response.status_code,
-            response.content,
-            response.headers,
-            key_setting="sink's api_key option (TRACKING_ADAPTER['SINK_OPTIONS']['api_key'])",
-        )
-        response.close()
-        return self._clean(reply)
+        except Exception as exc:  # whatever the server or the network does, never raise
+            return self._clean(classify_exception(self._words, exc, self.timeout, self.deadline))
+        return self._clean(classify_answer(self._words, answer, thrivestack_delivered))
 
     def _clean(self, reply: Reply) -> Reply:
-        # A server may echo the request headers back in an error text; never pass the key on.
+        # Server texts are redacted before they are cut; this catches the rest (a URL in
+        # the reason, an echo outside the message).
         detail = redact(reply.detail, [self._api_key])
         return Reply(reply.kind, detail, reply.retry_after) if detail != reply.detail else reply
 
