@@ -19,6 +19,7 @@
 | tracking_adapter.E016 | PROVIDER names an unknown provider |
 | tracking_adapter.E017 | MAPPER is not an importable callable |
 | tracking_adapter.E018 | EXCLUDE_PROPERTIES, RETRY or a number setting is malformed |
+| tracking_adapter.E019 | the API/write key cannot be sent in an HTTP header (stray whitespace, say) |
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from django.utils.module_loading import import_string
 from django_app.conf import DEFAULTS, DISPATCH_MODES, RETRY_KEYS, SETTING_NAME, SOURCE_KEYS
 from tracking_adapter import PROPERTY_NAMES, ConfigurationError
 from tracking_adapter.providers import PRESETS
-from tracking_adapter.security import check_endpoint
+from tracking_adapter.security import check_endpoint, header_value_problem
 from tracking_adapter.sinks import SINK_ALIASES, create_sink, sink_class
 
 _REMOTE_KEYS = {"thrivestack": ("api_key", "endpoint"), "segment": ("write_key", "host")}
@@ -98,6 +99,19 @@ def _check_sink(config: dict[str, Any]) -> list[checks.CheckMessage]:
                     f"{SETTING_NAME}['SINK'] is {spec!r} but SINK_OPTIONS has no {key_option!r}.",
                     f"Set {SETTING_NAME}['SINK_OPTIONS']['{key_option}'], e.g. from an "
                     "environment variable.",
+                )
+            ]
+        problem = header_value_problem(options[key_option])
+        if problem:
+            # Caught here, not at the first send: every event would wait on a key that
+            # can never go out (the value is not quoted: it is a secret).
+            return [
+                _error(
+                    19,
+                    f"{SETTING_NAME}['SINK_OPTIONS']['{key_option}'] cannot be sent in an "
+                    f"HTTP header: {problem}.",
+                    "A key read from a file or an environment variable often ends in a "
+                    "newline: strip it (value.strip()).",
                 )
             ]
         if url_option in options:

@@ -130,6 +130,19 @@ def test_segment_without_write_key(settings: Any) -> None:
     only(errors_for(settings, config(SINK="segment", SINK_OPTIONS={})), "tracking_adapter.E005")
 
 
+@pytest.mark.parametrize(
+    ("sink", "key_option"), [("thrivestack", "api_key"), ("segment", "write_key")]
+)
+def test_a_key_with_a_trailing_newline_is_caught_before_any_event_waits_on_it(
+    settings: Any, sink: str, key_option: str
+) -> None:
+    value = config(SINK=sink, SINK_OPTIONS={key_option: "sk_live_abcdef123456\n"})
+    message = only(errors_for(settings, value), "tracking_adapter.E019")
+    assert key_option in message.msg
+    assert "sk_live_abcdef123456" not in message.msg + (message.hint or "")
+    assert "strip" in (message.hint or "")
+
+
 def test_http_endpoint_off_loopback(settings: Any) -> None:
     value = config(
         SINK="thrivestack",

@@ -401,3 +401,18 @@ def test_an_excluded_property_holding_bad_data_neither_leaks_nor_blocks_the_even
     texts = [*row_texts(), *log_texts(caplog.records)]
     assert not any("4711000000" in text or "9845000000" in text for text in texts)
     assert Profile.objects.get(pk=profile.pk).city == "4711000000"  # the host's data is its own
+
+
+def test_a_key_that_cannot_be_sent_keeps_every_event_pending_never_dead(settings, receiver):
+    from django.core.management.base import CommandError
+
+    settings.TRACKING_ADAPTER = tracking(
+        SINK="thrivestack",
+        SINK_OPTIONS={"api_key": "test-api-key\n", "endpoint": receiver.thrivestack_endpoint},
+    )
+    pending_rows(5)
+    for _ in range(3):  # as often as a worker would try
+        with pytest.raises(CommandError, match="api_key"):
+            call_command("deliver_events", "--once")
+    assert set(OutboxEvent.objects.values_list("status", "attempts")) == {(Status.PENDING, 0)}
+    assert receiver.request_count == 0
