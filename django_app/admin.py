@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import HttpRequest
@@ -85,14 +86,26 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             raw = json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
         return format_html("<pre>{}</pre>", redact(raw, secrets()))
 
-    @admin.action(description="Retry now (pending events become due immediately)")
+    def has_deliver_permission(self, request: HttpRequest) -> bool:
+        # The pages stay read-only for everyone (has_change_permission is False), but the
+        # actions change rows: they need the model's change permission, not just view.
+        opts = self.opts
+        codename = get_permission_codename("change", opts)
+        return bool(request.user.has_perm(f"{opts.app_label}.{codename}"))
+
+    @admin.action(
+        description="Retry now (pending events become due immediately)", permissions=["deliver"]
+    )
     def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         count = queryset.filter(status=Status.PENDING).update(
             next_attempt_at=timezone.now(), lease_expires_at=None
         )
         self.message_user(request, f"{count} pending event(s) are due now.", messages.SUCCESS)
 
-    @admin.action(description="Requeue dead events (back to pending, attempts reset)")
+    @admin.action(
+        description="Requeue dead events (back to pending, attempts reset)",
+        permissions=["deliver"],
+    )
     def requeue_dead(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         count = (
             queryset.filter(status=Status.DEAD)

@@ -20,12 +20,14 @@
 | tracking_adapter.E017 | MAPPER is not an importable callable |
 | tracking_adapter.E018 | EXCLUDE_PROPERTIES, RETRY or a number setting is malformed |
 | tracking_adapter.E019 | the API/write key cannot be sent in an HTTP header (stray whitespace, say) |
+| tracking_adapter.E020 | LEASE_SECONDS leaves too little room for one request under the sink's deadline |
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +44,7 @@ from tracking_adapter.providers import PRESETS
 from tracking_adapter.security import check_endpoint, header_value_problem
 from tracking_adapter.sinks import SINK_ALIASES, create_sink, sink_class
 
+MAX_NUDGE_TIMEOUT = 5.0  # past this the wait is no longer a nudge: it blocks the host
 _REMOTE_KEYS = {"thrivestack": ("api_key", "endpoint"), "segment": ("write_key", "host")}
 
 
@@ -133,7 +136,7 @@ def _check_sink(config: dict[str, Any]) -> list[checks.CheckMessage]:
     except ConfigurationError as exc:
         return [_error(4, str(exc))]
     sink.close()
-    return []
+    return _check_lease(sink, config)
 
 
 def _check_dispatch(mode: Any) -> list[checks.CheckMessage]:
@@ -163,8 +166,18 @@ def _check_tuning(config: dict[str, Any]) -> list[checks.CheckMessage]:
         errors.append(_error(18, f"{SETTING_NAME}['EXCLUDE_PROPERTIES'] must be a list of names."))
     for key in ("BATCH_SIZE", "LEASE_SECONDS", "INLINE_TIMEOUT", "POLL_INTERVAL"):
         value = config.get(key, DEFAULTS[key])
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if not _is_number(value) or value <= 0:
             errors.append(_error(18, f"{SETTING_NAME}['{key}'] must be a positive number."))
+    nudge = config.get("NUDGE_TIMEOUT", DEFAULTS["NUDGE_TIMEOUT"])
+    if not _is_number(nudge) or not 0 <= nudge <= MAX_NUDGE_TIMEOUT:
+        errors.append(
+            _error(
+                18,
+                f"{SETTING_NAME}['NUDGE_TIMEOUT'] must be a number of seconds from 0 to "
+                f"{MAX_NUDGE_TIMEOUT:g}, got {nudge!r}.",
+                "It is how long a commit may wait for the Celery broker; 0 never waits.",
+            )
+        )
     retry = config.get("RETRY", {})
     if not isinstance(retry, dict):
         errors.append(_error(18, f"{SETTING_NAME}['RETRY'] must be a dict."))
@@ -179,6 +192,31 @@ def _check_tuning(config: dict[str, Any]) -> list[checks.CheckMessage]:
                     )
                 )
     return errors
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _check_lease(sink: Any, config: dict[str, Any]) -> list[checks.CheckMessage]:
+    # A worker extends its lease between requests once a third of it has gone, so one
+    # request must end within the remaining two thirds or another worker may claim the
+    # batch while it is still being sent; half leaves room for settling the batch.
+    deadline: Any = getattr(sink, "deadline", None)
+    lease = config.get("LEASE_SECONDS", DEFAULTS["LEASE_SECONDS"])
+    if not _is_number(deadline) or not _is_number(lease) or lease <= 0:
+        return []
+    if deadline <= lease / 2:
+        return []
+    return [
+        _error(
+            20,
+            f"{SETTING_NAME}['LEASE_SECONDS'] is {lease:g}s but one request of the sink may "
+            f"take up to {deadline:g}s (SINK_OPTIONS['deadline']): another worker could claim "
+            "a batch while it is still being sent, and deliver it twice.",
+            f"Set LEASE_SECONDS to at least {2 * deadline:g}, or lower SINK_OPTIONS['deadline'].",
+        )
+    ]
 
 
 def _check_source(source: Any) -> list[checks.CheckMessage]:

@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 5.0,
     "RETRY": {},
     "CELERY_QUEUE": None,
+    # Seconds a commit waits for the Celery broker to take the delivery task (see tasks.py).
+    "NUDGE_TIMEOUT": 0.1,
 }
 
 SOURCE_KEYS = (

@@ -286,6 +286,53 @@ def test_requeued_rows_are_claimed_by_the_next_delivery(admin_client: Client) ->
     assert event.status == Status.DELIVERED
 
 
+def staff_client(*codenames: str) -> Client:
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(f"staff{next(_ids)}", password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="django_app", codename__in=codenames)
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("action", ["retry_now", "requeue_dead"])
+def test_staff_who_may_only_view_cannot_run_the_actions(action: str) -> None:
+    client = staff_client("view_outboxevent")
+    later = timezone.now() + timedelta(hours=3)
+    pending = row(status=Status.PENDING, next_attempt_at=later)
+    dead = row(status=Status.DEAD, attempts=8, next_attempt_at=later)
+
+    html = changelist(client)
+    assert 'value="retry_now"' not in html
+    assert 'value="requeue_dead"' not in html
+    client.post(
+        reverse(CHANGELIST),
+        {"action": action, ACTION_CHECKBOX_NAME: [pending.pk, dead.pk], "index": "0"},
+    )
+    pending.refresh_from_db()
+    dead.refresh_from_db()
+    assert pending.next_attempt_at == later
+    assert (dead.status, dead.attempts) == (Status.DEAD, 8)
+
+
+def test_staff_with_the_change_permission_can_run_the_actions_but_not_edit_rows() -> None:
+    client = staff_client("view_outboxevent", "change_outboxevent")
+    dead = row(status=Status.DEAD, attempts=8)
+    assert 'value="requeue_dead"' in changelist(client)
+    run_action(client, "requeue_dead", [dead])
+    dead.refresh_from_db()
+    assert (dead.status, dead.attempts) == (Status.PENDING, 0)
+    assert 'name="_save"' not in change_page(client, dead)
+    response = client.post(
+        reverse("admin:django_app_outboxevent_change", args=[dead.pk]),
+        {"status": Status.DELIVERED},
+    )
+    assert response.status_code == 403
+
+
 def test_dead_rows_can_be_deleted_by_hand(admin_client: Client) -> None:
     # The stock delete action stays available for clearing dead rows by hand.
     event = row(status=Status.DEAD)

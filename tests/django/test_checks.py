@@ -197,6 +197,10 @@ def test_good_dispatch(settings: Any, mode: str) -> None:
         ("LEASE_SECONDS", None),
         ("EXCLUDE_PROPERTIES", "enrichment_city"),
         ("RETRY", {"MAX_ATEMPTS": 3}),
+        ("NUDGE_TIMEOUT", -0.1),
+        ("NUDGE_TIMEOUT", 30),
+        ("NUDGE_TIMEOUT", "0.1"),
+        ("NUDGE_TIMEOUT", float("nan")),
     ],
 )
 def test_malformed_tuning_is_e018(settings: Any, key: str, value: Any) -> None:
@@ -215,8 +219,32 @@ def test_good_tuning_passes(settings: Any) -> None:
         INLINE_TIMEOUT=0.5,
         EXCLUDE_PROPERTIES=["enrichment_city"],
         RETRY={"MAX_ATTEMPTS": 3, "BASE_DELAY": 1},
+        NUDGE_TIMEOUT=0,
     )
     assert errors_for(settings, value) == []
+
+
+def remote(lease: float, **options: Any) -> dict[str, Any]:
+    return config(
+        SINK="thrivestack",
+        SINK_OPTIONS={"api_key": "k", "endpoint": "http://127.0.0.1:9/track", **options},
+        LEASE_SECONDS=lease,
+    )
+
+
+def test_a_lease_shorter_than_two_request_deadlines_is_e020(settings: Any) -> None:
+    message = only(errors_for(settings, remote(40, deadline=30)), "tracking_adapter.E020")
+    assert "LEASE_SECONDS" in message.msg
+    assert "30s" in message.msg
+    assert "at least 60" in (message.hint or "")
+    message = only(errors_for(settings, remote(50)), "tracking_adapter.E020")  # default 30 s
+    assert "deadline" in message.msg
+
+
+def test_a_lease_with_room_for_a_request_passes(settings: Any) -> None:
+    assert errors_for(settings, remote(60, deadline=30)) == []
+    assert errors_for(settings, remote(10, deadline=4)) == []
+    assert errors_for(settings, remote(120)) == []  # the defaults
 
 
 # -- SOURCE ---------------------------------------------------------------------------------

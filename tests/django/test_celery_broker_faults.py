@@ -1,0 +1,208 @@
+"""DISPATCH "celery" under a broker that hangs or refuses: a commit waits at most
+NUDGE_TIMEOUT for the publish of the delivery task, and the events stay in the outbox
+for the sweep. The hung broker is a real TCP server that accepts and never answers; the
+refused one is a loopback port with nothing listening."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from django.db import transaction
+
+from django_app import tasks
+from django_app.models import OutboxEvent, Status
+from tests.django.helpers import make_profile, thrivestack_to
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SAVE_BOUND = 1.0  # seconds: NUDGE_TIMEOUT is 0.1; a hung publish held saves past 25 s
+
+
+class SilentServer:
+    """Accepts connections, reads what is sent, never answers; closes all on exit."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def celery_app_on(url: str) -> Celery:
+    app = Celery("broker-fault", broker=url, set_as_current=False)
+    app.conf.update(task_ignore_result=True)
+    app.finalize(auto=True)  # registers the shared task django_app.deliver_outbox
+    return app
+
+
+@pytest.fixture
+def fresh_nudger(monkeypatch: pytest.MonkeyPatch) -> tasks.Nudger:
+    nudger = tasks.Nudger()
+    monkeypatch.setattr(tasks, "nudger", nudger)
+    return nudger
+
+
+@pytest.fixture
+def broker_app(request: pytest.FixtureRequest) -> Iterator[Celery]:
+    """The current Celery app points at a hung or a refused broker for the test."""
+    from celery import _state
+
+    server = SilentServer() if request.param == "hung" else None
+    port = server.port if server else free_port()
+    app = celery_app_on(f"redis://127.0.0.1:{port}/0")
+    previous = _state._tls.current_app
+    app.set_current()
+    try:
+        yield app
+    finally:
+        _state._set_current_app(previous)
+        if server:
+            server.close()  # frees the nudger thread still waiting on it
+
+
+def timed_saves(count: int) -> list[float]:
+    durations = []
+    for n in range(count):
+        started = time.monotonic()
+        with transaction.atomic():
+            make_profile(city=f"City {n}")
+        durations.append(time.monotonic() - started)
+    return durations
+
+
+@pytest.mark.parametrize("broker_app", ["hung", "refused"], indirect=True)
+def test_saves_are_not_held_by_a_broker_that_hangs_or_refuses(
+    settings: Any, receiver: Any, broker_app: Celery, fresh_nudger: tasks.Nudger
+) -> None:
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="celery")
+    durations = timed_saves(5)
+    assert max(durations) < SAVE_BOUND, durations
+    assert sum(durations) < 2 * SAVE_BOUND, durations
+    # Nothing is lost: the events wait in the outbox for the sweep.
+    assert OutboxEvent.objects.filter(status=Status.PENDING).count() == 5
+
+
+def test_a_refused_broker_is_logged_once_with_what_to_do(
+    settings: Any,
+    receiver: Any,
+    fresh_nudger: tasks.Nudger,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from celery import _state
+
+    app = celery_app_on(f"redis://127.0.0.1:{free_port()}/0")
+    app.conf.task_publish_retry = False  # fail fast: this test is about the log
+    app.conf.broker_transport_options = {"max_retries": 0}
+    previous = _state._tls.current_app
+    app.set_current()
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="celery", NUDGE_TIMEOUT=2.0)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django_app.tasks"):
+            timed_saves(4)
+            deadline = time.monotonic() + 5
+            while fresh_nudger._in_flight_since is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        _state._set_current_app(previous)
+    failures = [r for r in caplog.records if "could not enqueue" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    assert "periodic sweep" in failures[0].getMessage()
+    assert "deliver_events" in failures[0].getMessage()
+
+
+def test_a_hung_publish_folds_later_nudges_into_one(fresh_nudger: tasks.Nudger) -> None:
+    release = threading.Event()
+    published: list[int] = []
+
+    class Task:
+        def apply_async(self, **options: Any) -> None:
+            release.wait(10)
+            published.append(1)
+
+    started = time.monotonic()
+    for _ in range(50):
+        fresh_nudger.nudge(Task(), {}, timeout=0.1)
+    held = time.monotonic() - started
+    assert held < SAVE_BOUND  # the first waited 0.1 s; the other 49 did not wait
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(published) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert published == [1, 1]  # the hung one, then one for the 49 that came meanwhile
+
+
+def test_a_forked_child_nudges_on_its_own_even_if_forked_mid_publish(
+    fresh_nudger: tasks.Nudger,
+) -> None:
+    release = threading.Event()
+
+    class HungTask:
+        def apply_async(self, **options: Any) -> None:
+            release.wait(10)
+
+    class Task:
+        def apply_async(self, **options: Any) -> None:
+            pass
+
+    fresh_nudger.nudge(HungTask(), {}, timeout=0.05)
+    assert fresh_nudger._in_flight_since is not None  # the parent's publish hangs
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread does not exist here
+        code = 1
+        try:
+            code = 0 if fresh_nudger.nudge(Task(), {}, timeout=5) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_eager_celery_app_delivers_in_the_committing_thread(
+    settings: Any, receiver: Any, fresh_nudger: tasks.Nudger
+) -> None:
+    from celery import _state
+
+    app = celery_app_on(f"redis://127.0.0.1:{free_port()}/0")  # never contacted
+    app.conf.task_always_eager = True  # what host test suites often set
+    previous = _state._tls.current_app
+    app.set_current()
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="celery")
+    try:
+        with transaction.atomic():
+            make_profile(city="Pune")
+    finally:
+        _state._set_current_app(previous)
+    assert receiver.item_count == 1  # already sent when the commit returned
+    assert OutboxEvent.objects.get().status == Status.DELIVERED
+    assert fresh_nudger._thread is None  # no background thread for eager apps
