@@ -299,16 +299,24 @@ class LeaseKeeper:
     False, and the sink stops, when the rows are no longer ours or the worker must stop."""
 
     def __init__(
-        self, rows: Sequence[Claimed], *, using: str | None, stop: threading.Event | None
+        self,
+        rows: Sequence[Claimed],
+        *,
+        using: str | None,
+        stop: threading.Event | None,
+        ends_at: float | None = None,
     ) -> None:
         self.ids = [row.pk for row in rows]
         self.token = rows[0].claim_token if rows else ""
         self.using = using or router.db_for_write(OutboxEvent)
         self.stop = stop
+        self.ends_at = ends_at
         self.extended_at = time.monotonic()
 
     def __call__(self) -> bool:
         if self.stop is not None and self.stop.is_set():
+            return False
+        if self.ends_at is not None and time.monotonic() >= self.ends_at:
             return False
         lease = float(app_settings.LEASE_SECONDS)
         if time.monotonic() - self.extended_at < lease / 3:
@@ -343,9 +351,12 @@ def drain(
     max_batches: int | None = None,
     using: str | None = None,
     stop: threading.Event | None = None,
+    budget: float | None = None,
 ) -> DrainStats:
     """Deliver what is due, batch after batch, until nothing is due (or ``max_batches``, or
-    ``stop`` is set: then the batch in hand ends at its next request, the rest is retried)."""
+    ``stop`` is set, or ``budget`` seconds have gone: then the batch in hand ends at its
+    next request, and what it did not send is retried)."""
+    ends_at = None if budget is None else time.monotonic() + budget
     sink = sink or get_sink()
     batch_size = batch_size or app_settings.BATCH_SIZE
     total = DrainStats()
@@ -353,12 +364,14 @@ def drain(
     while max_batches is None or total.batches < max_batches:
         if stop is not None and stop.is_set():
             break
+        if ends_at is not None and time.monotonic() >= ends_at:
+            break
         # Only what was due when this drain began: a row that just failed and drew a near-zero
         # jittered delay waits for the next drain instead of being hammered in this one.
         rows = claim(batch_size, ids=ids, due_by=started, using=using)
         if not rows:
             break
-        with keeping_alive(LeaseKeeper(rows, using=using, stop=stop)):
+        with keeping_alive(LeaseKeeper(rows, using=using, stop=stop, ends_at=ends_at)):
             outcomes = send_claimed(rows, sink)
         total.add(settle(rows, outcomes, sink, using=using))
         if ids is not None and len(rows) >= len(ids):
@@ -396,7 +409,10 @@ def _flush(mode: str, using: str) -> None:
         return
     try:
         if mode == "inline":
-            drain(sink=get_inline_sink(), ids=ids, using=using)
+            # In the committing thread: the whole delivery, bisection included, has
+            # INLINE_TIMEOUT; what it could not send waits for the next run.
+            budget = float(app_settings.INLINE_TIMEOUT)
+            drain(sink=get_inline_sink(), ids=ids, using=using, budget=budget)
         elif mode == "celery":
             from django_app.tasks import enqueue_delivery
 

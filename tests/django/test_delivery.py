@@ -188,7 +188,37 @@ class TestInlineDispatch:
         assert time.monotonic() - started < 1.5
         row = OutboxEvent.objects.get()
         assert row.status == Status.PENDING
-        assert "timeout" in row.last_error
+        assert "0.3s" in row.last_error  # the read timeout or the deadline, both INLINE_TIMEOUT
+
+    def test_a_trickling_collector_holds_the_commit_no_longer_than_the_inline_timeout(
+        self, settings, receiver
+    ):
+        # One byte every 0.2 s passes any per-read timeout; the overall deadline cuts it.
+        settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="inline", INLINE_TIMEOUT=0.5)
+        receiver.script(Scripted(200, {"success": True, "pad": "x" * 40}, trickle=0.2))
+        started = time.monotonic()
+        with transaction.atomic():
+            make_profile(city="Pune")
+        assert time.monotonic() - started < 2.0
+        row = OutboxEvent.objects.get()
+        assert row.status == Status.PENDING
+        assert "0.5s" in row.last_error
+
+    def test_inline_bisection_stops_at_the_inline_timeout_and_leaves_the_rest_pending(
+        self, settings, receiver
+    ):
+        # Every request is refused with a 400 after 0.3 s: the bisection of 64 events goes on
+        # for many requests; inline delivery gives up when its time is spent.
+        settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="inline", INLINE_TIMEOUT=0.5)
+        for _ in range(200):
+            receiver.script(Scripted(400, {"error": "bad event"}, delay=0.3))
+        started = time.monotonic()
+        with transaction.atomic():
+            for number in range(64):
+                make_profile(city=f"City {number}")
+        assert time.monotonic() - started < 2.0
+        assert receiver.request_count <= 4
+        assert OutboxEvent.objects.filter(status=Status.PENDING).count() > 0
 
 
 class TestDeliverEventsCommand:
