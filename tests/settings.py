@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -79,7 +80,7 @@ else:
 
 # Worker processes started by the tests deliver to the test's loopback receiver.
 _ENDPOINT = os.environ.get("TRACKING_TEST_ENDPOINT")
-TRACKING_ADAPTER = {
+TRACKING_ADAPTER: dict[str, Any] = {
     "SINK": "thrivestack" if _ENDPOINT else "memory",
     "SINK_OPTIONS": {"api_key": "test-api-key", "endpoint": _ENDPOINT} if _ENDPOINT else {},
     "DISPATCH": "worker",
@@ -104,4 +105,8 @@ if os.environ.get("TRACKING_TEST_LEASE_SECONDS"):  # worker subprocesses of the 
     _lease = float(os.environ["TRACKING_TEST_LEASE_SECONDS"])
     TRACKING_ADAPTER["LEASE_SECONDS"] = _lease
     if _ENDPOINT:  # one request must fit in the lease (check E020)
-        TRACKING_ADAPTER["SINK_OPTIONS"]["deadline"] = _lease / 2
+        TRACKING_ADAPTER["SINK_OPTIONS"] = {
+            "api_key": "test-api-key",
+            "endpoint": _ENDPOINT,
+            "deadline": _lease / 2,
+        }
