@@ -1,7 +1,7 @@
 """DISPATCH "celery" under a broker that hangs or refuses: a commit waits at most
 NUDGE_TIMEOUT for the publish of the delivery task, and the events stay in the outbox
-for the sweep. The hung broker is a real TCP server that accepts and never answers; the
-refused one is a loopback port with nothing listening."""
+for the sweep. The hung broker is a real TCP server that accepts and reads but never
+answers; the refused one is a loopback port with nothing listening."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from celery import Celery
@@ -19,36 +20,12 @@ from django.db import transaction
 
 from django_app import tasks
 from django_app.models import OutboxEvent, Status
+from tests.core.raw_http import RawServer
 from tests.django.helpers import make_profile, thrivestack_to
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SAVE_BOUND = 1.0  # seconds: NUDGE_TIMEOUT is 0.1; a hung publish held saves past 25 s
-
-
-class SilentServer:
-    """Accepts connections, reads what is sent, never answers; closes all on exit."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-
-    def close(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        for connection in self.connections:
-            connection.close()
 
 
 def free_port() -> int:
@@ -76,17 +53,17 @@ def broker_app(request: pytest.FixtureRequest) -> Iterator[Celery]:
     """The current Celery app points at a hung or a refused broker for the test."""
     from celery import _state
 
-    server = SilentServer() if request.param == "hung" else None
-    port = server.port if server else free_port()
-    app = celery_app_on(f"redis://127.0.0.1:{port}/0")
-    previous = _state._tls.current_app
-    app.set_current()
-    try:
-        yield app
-    finally:
-        _state._set_current_app(previous)
-        if server:
-            server.close()  # frees the nudger thread still waiting on it
+    answer = threading.Event()
+    with RawServer(lambda connection: answer.wait(30)) as silent:  # reads, never answers
+        port = urlsplit(silent.url).port if request.param == "hung" else free_port()
+        app = celery_app_on(f"redis://127.0.0.1:{port}/0")
+        previous = _state._tls.current_app
+        app.set_current()
+        try:
+            yield app
+        finally:
+            _state._set_current_app(previous)
+            answer.set()  # closes the connections: frees the nudger thread waiting on them
 
 
 def timed_saves(count: int) -> list[float]:
@@ -128,8 +105,8 @@ def test_a_refused_broker_is_logged_once_with_what_to_do(
     try:
         with caplog.at_level(logging.ERROR, logger="django_app.tasks"):
             timed_saves(4)
-            deadline = time.monotonic() + 5
-            while fresh_nudger._in_flight_since is not None and time.monotonic() < deadline:
+            deadline = time.monotonic() + 10
+            while fresh_nudger._done < fresh_nudger._requested and time.monotonic() < deadline:
                 time.sleep(0.02)
     finally:
         _state._set_current_app(previous)
