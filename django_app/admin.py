@@ -23,6 +23,7 @@ from tracking_adapter.security import redact
 class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "message_id",
+        "event",
         "user_id",
         "status",
         "attempts",
@@ -31,12 +32,13 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "short_error",
         "created_at",
     )
-    list_filter = ("status", "sink")
+    list_filter = ("status", "event", "sink")
     search_fields = ("=user_id", "=message_id", "=group_id")
     date_hierarchy = "created_at"
     actions = ("retry_now", "requeue_dead")
     show_full_result_count = False  # counting millions of delivered rows is slow
     fields = (
+        "event",
         "message_id",
         "user_id",
         "group_id",
@@ -128,9 +130,10 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("user_id", "message_id", "recorded_at")
-    search_fields = ("=user_id",)
-    readonly_fields = ("user_id", "content_hash", "message_id", "recorded_at")
+    list_display = ("subject_id", "event", "message_id", "recorded_at")
+    list_filter = ("event",)
+    search_fields = ("=subject_id",)
+    readonly_fields = ("event", "subject_id", "content_hash", "message_id", "recorded_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from django_app.conf import app_settings
 from django_app.models import OutboxEvent
-from django_app.recording import Recorded, safe_record
+from django_app.recording import safe_record
 from django_app.runtime import get_source
 from django_app.source import aware
+from django_app.store import Recorded
 from tracking_adapter import (
     ConfigurationError,
     EnrichmentProperties,

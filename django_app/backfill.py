@@ -42,19 +42,11 @@ from django.utils import timezone
 from django_app import dispatch
 from django_app.api import build_event, excluded_properties, validate_event
 from django_app.conf import app_settings
-from django_app.dispatch import Claimed
 from django_app.models import LedgerEntry, OutboxEvent
-from django_app.recording import (
-    Lease,
-    choose_events,
-    insert_outbox,
-    is_capturing,
-    read_ledger,
-    record_events,
-    write_ledger_if_unchanged,
-)
+from django_app.recording import is_capturing, record_events
 from django_app.runtime import get_sink, secrets
 from django_app.source import Source, aware
+from django_app.store import Claimed, Lease, choose_events, get_store, subject_of
 from tracking_adapter import EventValidationError, MappingError, PropertyMap, UserEnrichedEvent
 from tracking_adapter.security import redact
 from tracking_adapter.sinks import Outcome, Sink
@@ -208,8 +200,10 @@ class SendBatch:
     expected: list[str | None]  # each user's ledger message id then (None: no entry)
 
     def ledger_entries(self) -> dict[str, tuple[str, str]]:
-        """The entries this batch writes once sent: ``user_id -> (content_hash, message_id)``."""
-        return {e.user_id: (h, e.message_id) for e, h in zip(self.events, self.hashes, strict=True)}
+        """The entries this batch writes once sent: ``subject -> (content_hash, message_id)``."""
+        return {
+            subject_of(e): (h, e.message_id) for e, h in zip(self.events, self.hashes, strict=True)
+        }
 
 
 class Backfill:
@@ -394,7 +388,7 @@ class Backfill:
             rows: list[Any], again: Callable[[], list[Any]], consistent: bool
         ) -> CheckedBatch:
             events = self.build(rows)
-            ledger = read_ledger({event.user_id for event in events}, using, lock=False)
+            ledger = get_store(using).read_ledger(map(subject_of, events), lock=False)
             return CheckedBatch(len(rows), events, ledger, None if consistent else again)
 
         return self._walk(check, snapshot=True)
@@ -510,10 +504,10 @@ class Backfill:
         )
         if indexes and checked.read_again is not None:
             rows_now = checked.read_again()
-            current = {e.user_id: e.content_hash() for e in self._build(rows_now, report=False)}
-            indexes = [i for i in indexes if current.get(events[i].user_id) == hashes[i]]
+            current = {subject_of(e): e.content_hash() for e in self._build(rows_now, report=False)}
+            indexes = [i for i in indexes if current.get(subject_of(events[i])) == hashes[i]]
         chosen = [events[i] for i in indexes]
-        expected = [ledger[e.user_id][1] if e.user_id in ledger else None for e in chosen]
+        expected = [ledger[s][1] if (s := subject_of(e)) in ledger else None for e in chosen]
         return SendBatch(chosen, [hashes[i] for i in indexes], expected)
 
     def _write_ledger(
@@ -524,17 +518,20 @@ class Backfill:
         meanwhile keeps its entry). Returns which of the ``needed`` indexes were written.
         Inside the caller's transaction, which keeps the entries locked until it ends."""
         entries = [
-            (e.user_id, h, e.message_id, expected)
+            (subject_of(e), h, e.message_id, expected)
             for e, h, expected in zip(batch.events, batch.hashes, batch.expected, strict=True)
         ]
-        written = write_ledger_if_unchanged(entries, now, using)
+        store = get_store(using)
+        written = store.write_ledger_if_unchanged(entries, now)
         self.stats.superseded += len(entries) - written
         if written == len(entries) or not needed:
             return list(needed)
         events = batch.events
-        held = read_ledger({events[i].user_id for i in needed}, using, lock=False)
+        held = store.read_ledger({subject_of(events[i]) for i in needed}, lock=False)
         return [
-            i for i in needed if held.get(events[i].user_id, ("", ""))[1] == events[i].message_id
+            i
+            for i in needed
+            if held.get(subject_of(events[i]), ("", ""))[1] == events[i].message_id
         ]
 
     def _record(self, batch: SendBatch, using: str) -> None:
@@ -546,8 +543,8 @@ class Backfill:
         now = timezone.now()
         with transaction.atomic(using=using):
             kept = self._write_ledger(batch, now, using, range(len(batch.events)))
-            rows = insert_outbox(
-                [batch.events[i] for i in kept], [batch.hashes[i] for i in kept], now, None, using
+            rows = get_store(using).insert_outbox(
+                [batch.events[i] for i in kept], [batch.hashes[i] for i in kept], now, None
             )
             if self.options.request_delivery:
                 dispatch.request_delivery([row.pk for row in rows], using=using)
@@ -574,8 +571,8 @@ class Backfill:
         lease = Lease(uuid.uuid4().hex, now + timedelta(seconds=app_settings.LEASE_SECONDS))
         with transaction.atomic(using=using):
             kept = self._write_ledger(batch, now, using, failed)
-            rows = insert_outbox(
-                [events[i] for i in kept], [hashes[i] for i in kept], now, lease, using
+            rows = get_store(using).insert_outbox(
+                [events[i] for i in kept], [hashes[i] for i in kept], now, lease
             )
         self.stats.sent += len(events) - len(failed)
         delays = [

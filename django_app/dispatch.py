@@ -1,8 +1,8 @@
 """Delivery from the outbox: claim due rows with a lease, send outside any transaction, settle.
 
-Claiming: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` so any number of workers take
-disjoint batches without waiting on each other; elsewhere (SQLite) one ``UPDATE`` statement
-with a subquery, which the database runs as a single writer. A claimed row's
+Claiming and settling are the store's (``django_app.store``): disjoint batches for any
+number of workers, without waiting on each other where the database has ``SKIP LOCKED``.
+A claimed row's
 ``next_attempt_at`` moves to the end of its lease, so if the worker dies the row simply
 becomes due again. Results are written back only where the claim token still matches, so a
 worker that outlived its lease cannot overwrite the row's new owner.
@@ -15,22 +15,19 @@ import logging
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
-from django.db.models import F, TextField
-from django.db.models.functions import Cast
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
 from django_app.conf import SETTING_NAME, app_settings
-from django_app.models import OutboxEvent, Status
-from django_app.postgres import server_bound_cursor
+from django_app.models import Status
 from django_app.runtime import get_inline_sink, get_retry_policy, get_sink, secrets
+from django_app.store import Claimed, get_store
 from tracking_adapter import UserEnrichedEvent
 from tracking_adapter.security import redact
 from tracking_adapter.sinks import Outcome, Sink
@@ -38,21 +35,6 @@ from tracking_adapter.sinks.base import Status as OutcomeStatus
 from tracking_adapter.sinks.base import keeping_alive
 
 logger = logging.getLogger("django_app.dispatch")
-
-
-@dataclass(slots=True)
-class Claimed:
-    """An outbox row in the hands of one sender: what sending and settling it needs."""
-
-    pk: int
-    message_id: str
-    user_id: str
-    attempts: int
-    claim_token: str
-    payload: Any = None
-
-
-_FIELDS = ("pk", "message_id", "user_id", "attempts", "claim_token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,36 +82,12 @@ def claim(
 ) -> list[Claimed]:
     """Lease up to ``batch_size`` rows pending and due by ``due_by`` (default: now), only
     among ``ids`` if given."""
-    using = using or router.db_for_write(OutboxEvent)
-    now = timezone.now()
-    lease_until = now + timedelta(seconds=app_settings.LEASE_SECONDS)
-    token = uuid.uuid4().hex
-    manager = OutboxEvent.objects.using(using)
-    due = manager.filter(status=Status.PENDING, next_attempt_at__lte=due_by or now)
-    if ids is not None:
-        due = due.filter(pk__in=list(ids))
-    due = due.order_by("next_attempt_at", "id")
-    lease = {"claim_token": token, "next_attempt_at": lease_until, "lease_expires_at": lease_until}
-    if connections[using].features.has_select_for_update_skip_locked:
-        with transaction.atomic(using=using):
-            picked = list(
-                due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size]
-            )
-            if not picked:
-                return []
-            manager.filter(pk__in=picked).update(**lease)
-        rows = manager.filter(pk__in=picked, claim_token=token)
-    else:
-        count = manager.filter(pk__in=due.values("pk")[:batch_size]).update(**lease)
-        if not count:
-            return []
-        # next_attempt_at == lease_until finds the claimed rows through the due index.
-        rows = manager.filter(status=Status.PENDING, next_attempt_at=lease_until, claim_token=token)
-    values = rows.order_by("id").values_list(*_FIELDS, Cast("payload", TextField()))
-    return [
-        Claimed(pk, message_id, user_id, attempts, claim_token, _decode(text))
-        for pk, message_id, user_id, attempts, claim_token, text in values
-    ]
+    rows = get_store(using).claim(
+        batch_size, float(app_settings.LEASE_SECONDS), ids=ids, due_by=due_by
+    )
+    for row in rows:
+        row.payload = _decode(row.payload)
+    return rows
 
 
 def send_claimed(
@@ -192,8 +150,7 @@ def settle(
     using: str | None = None,
 ) -> DrainStats:
     """Write each row's outcome: delivered, rescheduled by the retry policy, or dead."""
-    using = using or router.db_for_write(OutboxEvent)
-    manager = OutboxEvent.objects.using(using)
+    store = get_store(using)
     stats = DrainStats(claimed=len(rows), batches=1)
     now = timezone.now()
     sink_name = sink.describe()[:200]
@@ -203,9 +160,9 @@ def settle(
         row.pk for row, o in zip(rows, outcomes, strict=True) if o.status is OutcomeStatus.DELIVERED
     ]
     config_errors: list[str] = []
-    with transaction.atomic(using=using):
+    with transaction.atomic(using=store.using):
         if delivered:
-            stats.delivered = _mark_delivered(delivered, rows[0].claim_token, now, sink_name, using)
+            stats.delivered = store.mark_delivered(delivered, rows[0].claim_token, now, sink_name)
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome.status is OutcomeStatus.DELIVERED:
                 continue
@@ -251,7 +208,7 @@ def settle(
                         last_error=reason,
                     )
                     stats.retried += 1
-            manager.filter(pk=row.pk, claim_token=row.claim_token).update(**changes)
+            store.update_claimed(row.pk, row.claim_token, changes)
     if config_errors:
         logger.error(
             "%d user_enriched event(s) kept pending because of a configuration error: %s "
@@ -262,34 +219,6 @@ def settle(
             SETTING_NAME,
         )
     return stats
-
-
-def _mark_delivered(ids: list[int], token: str, now: datetime, sink_name: str, using: str) -> int:
-    """One UPDATE for a delivered batch. On PostgreSQL the ids go as one binary array
-    parameter; the ORM's ``pk__in`` prepares a thousand parameters one by one."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return (
-            OutboxEvent.objects.using(using)
-            .filter(pk__in=ids, claim_token=token)
-            .update(
-                status=Status.DELIVERED,
-                delivered_at=now,
-                attempts=F("attempts") + 1,
-                lease_expires_at=None,
-                last_error="",
-                sink=sink_name,
-            )
-        )
-    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
-    with server_bound_cursor(connection) as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, delivered_at = %s, updated_at = %s, "
-            "attempts = attempts + 1, lease_expires_at = NULL, last_error = '', sink = %s "
-            "WHERE id = ANY(%b) AND claim_token = %s",
-            [Status.DELIVERED.value, now, now, sink_name, ids, token],
-        )
-        return int(cursor.rowcount)
 
 
 class LeaseKeeper:
@@ -308,7 +237,7 @@ class LeaseKeeper:
     ) -> None:
         self.ids = [row.pk for row in rows]
         self.token = rows[0].claim_token if rows else ""
-        self.using = using or router.db_for_write(OutboxEvent)
+        self.store = get_store(using)
         self.stop = stop
         self.ends_at = ends_at
         self.extended_at = time.monotonic()
@@ -323,11 +252,7 @@ class LeaseKeeper:
             return True
         until = timezone.now() + timedelta(seconds=lease)
         try:
-            held = (
-                OutboxEvent.objects.using(self.using)
-                .filter(pk__in=self.ids, claim_token=self.token, status=Status.PENDING)
-                .update(next_attempt_at=until, lease_expires_at=until)
-            )
+            held = self.store.extend_lease(self.ids, self.token, until)
         except DatabaseError:
             logger.warning("could not extend the lease of a batch in flight; stopping its send")
             return False

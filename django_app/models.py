@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from tracking_adapter import EVENT_NAME
+
 
 class Status(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -14,12 +16,14 @@ class Status(models.TextChoices):
 
 
 class OutboxEvent(models.Model):
-    """One ``user_enriched`` event, written in the same transaction as the change it reports.
+    """One event (``event`` names its kind), written in the same transaction as the change
+    it reports.
 
     A worker claims due pending rows by moving ``next_attempt_at`` to the end of a lease
     and stamping ``claim_token``; a row whose lease expired (the worker died) is due again.
     """
 
+    event = models.CharField(max_length=64, default=EVENT_NAME)
     message_id = models.CharField(max_length=100)
     user_id = models.CharField(max_length=255)
     group_id = models.CharField(max_length=255, blank=True)
@@ -65,16 +69,18 @@ class OutboxEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"user_enriched {self.message_id} for {self.user_id} ({self.status})"
+        return f"{self.event} {self.message_id} for {self.user_id} ({self.status})"
 
 
 class LedgerEntry(models.Model):
-    """What was last recorded for each user, so each change of content is sent once.
+    """What was last recorded per event kind and subject (the user of ``user_enriched``),
+    so each change of content is sent once.
 
     The automatic source, the signal and the backfill all consult it.
     """
 
-    user_id = models.CharField(max_length=255)
+    event = models.CharField(max_length=64, default=EVENT_NAME)
+    subject_id = models.CharField(max_length=255)
     content_hash = models.CharField(max_length=64)
     message_id = models.CharField(max_length=100)
     recorded_at = models.DateTimeField(default=timezone.now)
@@ -83,8 +89,10 @@ class LedgerEntry(models.Model):
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger entries"
         constraints = [
-            models.UniqueConstraint(fields=["user_id"], name="django_app_ledger_user"),
+            models.UniqueConstraint(
+                fields=["event", "subject_id"], name="django_app_ledger_subject"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id}: {self.content_hash[:12]}"
+        return f"{self.event} {self.subject_id}: {self.content_hash[:12]}"

@@ -14,5 +14,8 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # Its own queue per test process: two suites running at once on one machine share the
+    # Redis database, and one's worker must not take the other's tasks.
+    task_default_queue=f"tracking-tests-{os.getpid()}",
 )
 app.autodiscover_tasks(["django_app"])

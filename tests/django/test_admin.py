@@ -348,7 +348,7 @@ def test_dead_rows_can_be_deleted_by_hand(admin_client: Client) -> None:
 
 
 def test_ledger_changelist_loads(admin_client: Client) -> None:
-    LedgerEntry.objects.create(user_id="user_42", content_hash="a" * 64, message_id="m-42")
+    LedgerEntry.objects.create(subject_id="user_42", content_hash="a" * 64, message_id="m-42")
     response = admin_client.get(reverse("admin:django_app_ledgerentry_changelist"))
     assert response.status_code == 200
     assert "user_42" in response.content.decode()

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.runtime import get_source
+from django_app.store import OutboxStore
 from tests.django.helpers import REPO, thrivestack_to, tracking, worker_env
 from tests.testapp.models import Account, Profile
 from tracking_adapter import UserEnrichedEvent
@@ -121,7 +122,7 @@ def test_a_crash_after_sending_loses_nothing_and_the_resend_keeps_its_message_id
 
     run = Backfill(get_source(), BackfillOptions(batch_size=100))
     with (
-        mock.patch("django_app.backfill.write_ledger_if_unchanged", crash),
+        mock.patch.object(OutboxStore, "write_ledger_if_unchanged", crash),
         pytest.raises(KeyboardInterrupt),
     ):
         list(run.run())
@@ -375,7 +376,9 @@ def test_a_live_save_during_the_send_keeps_its_ledger_entry(settings):
 
     assert sink.sent == 1  # the backfill sent "City 0"
     live = OutboxEvent.objects.get(status=Status.PENDING)  # the live save recorded "Berlin"
-    assert LedgerEntry.objects.get(user_id=profile.tracking_user_id).message_id == live.message_id
+    assert (
+        LedgerEntry.objects.get(subject_id=profile.tracking_user_id).message_id == live.message_id
+    )
     profile.city = "City 0"  # back to what the backfill sent: news after "Berlin"
     profile.save()
     assert OutboxEvent.objects.filter(status=Status.PENDING).count() == 2

@@ -76,7 +76,7 @@ def assert_in_step_after_the_race(receiver: Any, pk: int, city: str) -> None:
     user_id = profile.tracking_user_id
     sent = Counter(content_key(item) for item in receiver.items)
     assert [pair for pair, count in sent.items() if count > 1] == [], "a (user, content) sent twice"
-    entry = LedgerEntry.objects.get(user_id=user_id)
+    entry = LedgerEntry.objects.get(subject_id=user_id)
     assert entry.content_hash == build_event(profile).content_hash(), "ledger behind the data"
     mine = [item for item in receiver.items if item["user_id"] == user_id]
     assert mine[-1]["properties"]["enrichment_city"] == city, "the live change is not last"
@@ -152,7 +152,7 @@ def test_an_event_refused_while_a_live_save_superseded_it_is_not_kept_to_retry(s
     # it after the newer one.
     pending = list(OutboxEvent.objects.filter(status=Status.PENDING))
     assert [row.payload["properties"]["enrichment_city"] for row in pending] == ["Oslo"]
-    entry = LedgerEntry.objects.get(user_id=profile.tracking_user_id)
+    entry = LedgerEntry.objects.get(subject_id=profile.tracking_user_id)
     assert entry.message_id == pending[0].message_id
     assert run.stats.to_retry == 0
     assert run.stats.superseded == 1

@@ -253,7 +253,7 @@ def ledger_hash(user_id: Any) -> str | None:
     with contextlib.suppress(UnicodeEncodeError):
         user_id.encode("utf-8")
         return (
-            LedgerEntry.objects.filter(user_id=user_id)
+            LedgerEntry.objects.filter(subject_id=user_id)
             .values_list("content_hash", flat=True)
             .first()
         )

@@ -22,7 +22,8 @@ def celery_worker():
 
     app.set_current()
     with app.connection_for_write() as connection:
-        connection.default_channel.client.flushdb()  # a clean queue in the test's Redis db
+        # A clean queue: this process's own (see tests/celery_app.py), not the whole database.
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
         yield worker
 

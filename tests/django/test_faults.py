@@ -341,7 +341,7 @@ def test_events_exist_exactly_for_what_committed_through_nested_savepoints(chang
     assert sorted(cities()) == sorted(["Pune", "Oslo", "Mumbai", "Tromsø"])
     assert not Profile.objects.filter(city__in=["Nowhere", "Ghost", "Atlantis"]).exists()
     ledger = dict(
-        LedgerEntry.objects.values_list("user_id", "message_id"),
+        LedgerEntry.objects.values_list("subject_id", "message_id"),
     )
     by_user = {row.user_id: row.message_id for row in OutboxEvent.objects.order_by("id")}
     assert ledger == by_user  # the ledger holds exactly the last committed event per user

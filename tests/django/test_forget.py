@@ -34,9 +34,9 @@ def test_deletes_every_row_and_the_ledger_entry_of_that_user_only():
 
     assert "deleted 3 outbox row(s) and 1 ledger entry" in text
     assert not OutboxEvent.objects.filter(user_id=erased.tracking_user_id).exists()
-    assert not LedgerEntry.objects.filter(user_id=erased.tracking_user_id).exists()
+    assert not LedgerEntry.objects.filter(subject_id=erased.tracking_user_id).exists()
     assert OutboxEvent.objects.filter(user_id=kept.tracking_user_id).count() == 1
-    assert LedgerEntry.objects.filter(user_id=kept.tracking_user_id).exists()
+    assert LedgerEntry.objects.filter(subject_id=kept.tracking_user_id).exists()
 
 
 def test_dry_run_counts_and_keeps_everything():

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 import pytest
 from django.db import connection, transaction
 
-from django_app import recording
 from django_app.models import LedgerEntry, OutboxEvent
+from django_app.store import get_store
+from django_app.store.postgres import RECORD_FUNCTION, RECORD_SIGNATURE
 from tests.django.helpers import make_profile, tracking
 from tests.testapp.models import Account, Profile
 
@@ -50,7 +51,7 @@ def tracked(settings):
     settings.TRACKING_ADAPTER = tracking(SOURCE=FIELD_SOURCE)
     Account.objects.get_or_create(external_id="acct_1")
     profile = make_profile(city="Pune")
-    assert LedgerEntry.objects.filter(user_id=profile.tracking_user_id).exists()
+    assert LedgerEntry.objects.filter(subject_id=profile.tracking_user_id).exists()
     yield profile
     with connection.cursor() as cursor:
         cursor.execute("RESET lock_timeout; RESET statement_timeout")
@@ -63,7 +64,9 @@ def test_a_timed_out_statement_of_ours_leaves_the_hosts_transaction_committed(
     user = tracked.tracking_user_id
     with other_connection() as other:
         # Another transaction holds the user's ledger row: our upsert has to wait for it.
-        other.execute("SELECT 1 FROM django_app_ledgerentry WHERE user_id = %s FOR UPDATE", [user])
+        other.execute(
+            "SELECT 1 FROM django_app_ledgerentry WHERE subject_id = %s FOR UPDATE", [user]
+        )
         with connection.cursor() as cursor:
             cursor.execute(f"SET {timeout} = '150ms'")
         with transaction.atomic():  # the host's transaction (ATOMIC_REQUESTS, say)
@@ -80,11 +83,10 @@ def test_a_timed_out_statement_of_ours_leaves_the_hosts_transaction_committed(
 
 
 def test_a_recording_function_gone_after_it_was_looked_up_leaves_the_host_intact(tracked, caplog):
-    recording._function_present.add(connection.alias)
+    store = get_store()
+    store._function_present = True
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"ALTER FUNCTION {recording._RECORD_SIGNATURE} RENAME TO {recording.RECORD_FUNCTION}_x"
-        )
+        cursor.execute(f"ALTER FUNCTION {RECORD_SIGNATURE} RENAME TO {RECORD_FUNCTION}_x")
     try:
         with transaction.atomic():
             tracked.city = "Mumbai"
@@ -92,9 +94,9 @@ def test_a_recording_function_gone_after_it_was_looked_up_leaves_the_host_intact
     finally:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"ALTER FUNCTION {recording.RECORD_FUNCTION}_x"
-                f"{recording._RECORD_SIGNATURE.removeprefix(recording.RECORD_FUNCTION)} "
-                f"RENAME TO {recording.RECORD_FUNCTION}"
+                f"ALTER FUNCTION {RECORD_FUNCTION}_x"
+                f"{RECORD_SIGNATURE.removeprefix(RECORD_FUNCTION)} "
+                f"RENAME TO {RECORD_FUNCTION}"
             )
     assert Profile.objects.get(pk=tracked.pk).city == "Mumbai"
     assert any(r.levelno >= logging.ERROR for r in caplog.records)
@@ -102,7 +104,7 @@ def test_a_recording_function_gone_after_it_was_looked_up_leaves_the_host_intact
     tracked.city = "Delhi"
     with transaction.atomic():
         tracked.save()
-    assert connection.alias in recording._function_present
+    assert store._function_present
     assert OutboxEvent.objects.filter(user_id=tracked.tracking_user_id).count() == 2
 
 
@@ -112,7 +114,7 @@ def test_the_protected_call_is_still_one_round_trip(tracked):
     tracked.city = "Mumbai"
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         tracked.save()
-    ours = [q["sql"] for q in queries.captured_queries if recording.RECORD_FUNCTION in q["sql"]]
+    ours = [q["sql"] for q in queries.captured_queries if RECORD_FUNCTION in q["sql"]]
     assert len(ours) == 1
     assert ours[0].startswith("SAVEPOINT ")
     assert "RELEASE SAVEPOINT" in ours[0]

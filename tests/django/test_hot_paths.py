@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -12,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent
-from django_app.recording import RECORD_FUNCTION, _outbox_values
 from django_app.runtime import get_source
+from django_app.store import DuplicateMessageId, get_store
+from django_app.store.postgres import RECORD_FUNCTION
 from tests.django.helpers import make_profile, thrivestack_to, tracking
 from tests.django.test_backfill import existing_profiles
 from tracking_adapter import UserEnrichedEvent
@@ -27,12 +27,6 @@ FIELD_PATH_SOURCE = {
     "TIMESTAMP": "enriched_at",
     "PROPERTIES": {"enrichment_city": "city", "enrichment_employment_name": "company"},
 }
-
-
-def test_raw_inserts_write_every_outbox_column():
-    event = UserEnrichedEvent(user_id="u", group_id="g")
-    columns = {f.column for f in OutboxEvent._meta.concrete_fields} - {"id"}
-    assert set(_outbox_values(event, event.content_hash(), datetime.now(UTC), None)) == columns
 
 
 def test_reading_tuples_builds_the_same_events_as_reading_instances(settings):
@@ -74,29 +68,9 @@ def test_a_tracked_save_costs_one_statement_on_postgresql(settings):
     statements = [q["sql"] for q in tracked.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
     assert len(statements) == 2, statements  # the UPDATE and our one call (in a savepoint)
     assert statements[1].startswith("SAVEPOINT "), statements[1]
-    assert f"; SELECT {RECORD_FUNCTION}(" in statements[1], statements[1]
+    assert f"; SELECT * FROM {RECORD_FUNCTION}(" in statements[1], statements[1]
     assert len(untracked.captured_queries) == len(tracked.captured_queries) - 1
     assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
-
-
-@pytest.mark.postgres
-def test_the_save_path_function_is_the_one_the_migration_creates_and_drops():
-    import importlib
-
-    migration = importlib.import_module("django_app.migrations.0002_record_event_function")
-    assert migration.FUNCTION == RECORD_FUNCTION
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [RECORD_FUNCTION])
-        assert cursor.fetchone() == (1,)
-    try:
-        with connection.schema_editor() as editor:  # what migrating back to 0001 runs
-            migration.drop_function(None, editor)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [RECORD_FUNCTION])
-            assert cursor.fetchone() == (0,)
-    finally:
-        with connection.schema_editor() as editor:
-            migration.create_function(None, editor)
 
 
 @pytest.mark.postgres
@@ -136,35 +110,30 @@ def test_exclusions_drop_only_what_is_there_and_keep_a_chosen_message_id(setting
 def test_without_the_function_saves_are_recorded_the_slower_way_and_the_host_goes_on(
     settings, caplog
 ):
-    import importlib
+    from tests.django.test_store_sql import V2
 
-    from django_app import recording
-
-    migration = importlib.import_module("django_app.migrations.0002_record_event_function")
     settings.TRACKING_ADAPTER = tracking(SOURCE=FIELD_PATH_SOURCE)
     profile = make_profile(city="Pune")
-    recording._function_present.clear()
+    store = get_store()
+    store._function_present = False
     try:
         with transaction.atomic():  # the host's transaction, as with ATOMIC_REQUESTS
-            with connection.schema_editor() as editor:  # code deployed before migrate
-                migration.drop_function(None, editor)
+            with connection.cursor() as cursor:  # code deployed before migrate
+                cursor.execute(V2.V2_DROP)
             profile.city = "Mumbai"
             profile.save()
             assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
             assert any("manage.py migrate django_app" in r.getMessage() for r in caplog.records)
             transaction.set_rollback(True)  # puts the function back
     finally:
-        recording._function_present.clear()
-        recording._function_missing_since.clear()
+        store._function_present = False
+        store._function_missing_since = None
     profile.city = "Delhi"
     profile.save()
     assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2  # 1 + Delhi
 
 
-@pytest.mark.postgres
-def test_a_reused_message_id_writes_nothing_and_is_reported_like_on_other_databases():
-    from django.db import IntegrityError
-
+def test_a_reused_message_id_writes_nothing_and_is_reported_alike_on_every_database():
     from django_app.recording import record_event
 
     first = UserEnrichedEvent(user_id="u", group_id="g", message_id="mine-1")
@@ -173,8 +142,8 @@ def test_a_reused_message_id_writes_nothing_and_is_reported_like_on_other_databa
     )
     with transaction.atomic():
         assert record_event(first).created
-        with pytest.raises(IntegrityError, match="mine-1"):
+        with pytest.raises(DuplicateMessageId, match="mine-1"):
             record_event(changed)
         # Nothing was written, and the transaction still works.
-        assert LedgerEntry.objects.get(user_id="u").content_hash == first.content_hash()
+        assert LedgerEntry.objects.get(subject_id="u").content_hash == first.content_hash()
         assert OutboxEvent.objects.filter(user_id="u").count() == 1

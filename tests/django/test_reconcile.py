@@ -51,7 +51,7 @@ def ledger_row_locked(user_id: str) -> Iterator[None]:
     def hold() -> None:
         try:
             with transaction.atomic():
-                LedgerEntry.objects.select_for_update().get(user_id=user_id)
+                LedgerEntry.objects.select_for_update().get(subject_id=user_id)
                 locked.set()
                 release.wait(30)
         except BaseException as exc:
@@ -80,7 +80,7 @@ def assert_only_this_change_is_recorded(profile: Profile, before: set[int], city
     assert row.payload["properties"]["enrichment_city"] == city
     # The timestamp follows SOURCE["TIMESTAMP"], like the backfill's.
     assert row.payload["timestamp"].startswith("2024-03-01T12:00:00")
-    entry = LedgerEntry.objects.get(user_id=profile.tracking_user_id)
+    entry = LedgerEntry.objects.get(subject_id=profile.tracking_user_id)
     assert (entry.content_hash, entry.message_id) == (row.content_hash, row.message_id)
     assert entry.content_hash == build_event(Profile.objects.get(pk=profile.pk)).content_hash()
 
@@ -143,14 +143,14 @@ def test_users_in_step_cost_reads_only_and_record_nothing(in_step, settings):
     existing_profiles(40)  # users from before the app was installed ...
     call_command("backfill_user_enriched", stdout=io.StringIO())  # ... backfilled
     rows = OutboxEvent.objects.count()
-    entries = dict(LedgerEntry.objects.values_list("user_id", "recorded_at"))
+    entries = dict(LedgerEntry.objects.values_list("subject_id", "recorded_at"))
 
     with CaptureQueriesContext(connection) as queries:
         summary = reconcile("--batch-size", "7")
 
     assert "43 checked, 0 out of date, 0 recorded" in summary
     assert OutboxEvent.objects.count() == rows
-    assert dict(LedgerEntry.objects.values_list("user_id", "recorded_at")) == entries
+    assert dict(LedgerEntry.objects.values_list("subject_id", "recorded_at")) == entries
     written = [
         q["sql"]
         for q in queries
@@ -161,7 +161,7 @@ def test_users_in_step_cost_reads_only_and_record_nothing(in_step, settings):
 
 def test_blank_users_never_recorded_are_in_step_and_changed_ones_are_not(in_step, settings):
     blank = make_profile()  # created blank: not enriched yet, nothing recorded (skip_empty)
-    assert not LedgerEntry.objects.filter(user_id=blank.tracking_user_id).exists()
+    assert not LedgerEntry.objects.filter(subject_id=blank.tracking_user_id).exists()
     [old] = existing_profiles(1)  # enriched before the app was installed: no entry
     Profile.objects.filter(pk=in_step[2].pk).update(title="CTO")  # no signals, like raw SQL
 
@@ -170,7 +170,7 @@ def test_blank_users_never_recorded_are_in_step_and_changed_ones_are_not(in_step
     assert "5 checked, 2 out of date, 2 recorded" in summary
     recorded = set(OutboxEvent.objects.values_list("user_id", flat=True)[:2])
     assert recorded == {old.tracking_user_id, in_step[2].tracking_user_id}
-    assert not LedgerEntry.objects.filter(user_id=blank.tracking_user_id).exists()
+    assert not LedgerEntry.objects.filter(subject_id=blank.tracking_user_id).exists()
 
 
 def test_dry_run_lists_the_users_and_writes_nothing(in_step):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 
-from django_app.models import LedgerEntry, OutboxEvent
+from django_app.store import get_store
+from tracking_adapter import EVENT_NAME
 
 
 class Command(BaseCommand):
@@ -26,17 +26,16 @@ class Command(BaseCommand):
         user_ids = [user_id.strip() for user_id in options["user_ids"]]
         if not all(user_ids):
             raise CommandError("USER_ID must not be empty")
-        outbox = OutboxEvent.objects.filter(user_id__in=user_ids)
-        ledger = LedgerEntry.objects.filter(user_id__in=user_ids)
+        store = get_store()
         if options["dry_run"]:
+            outbox = store.outbox().filter(user_id__in=user_ids)
+            ledger = store.ledger(EVENT_NAME).filter(subject_id__in=user_ids)
             self.stdout.write(
                 f"would delete {outbox.count()} outbox row(s) and {ledger.count()} ledger "
                 f"entr{'y' if ledger.count() == 1 else 'ies'} for {len(user_ids)} user(s)"
             )
             return
-        with transaction.atomic():
-            rows = outbox.delete()[0]
-            entries = ledger.delete()[0]
+        rows, entries = store.forget_users(user_ids)
         self.stdout.write(
             self.style.SUCCESS(
                 f"deleted {rows} outbox row(s) and {entries} ledger entr"

@@ -12,7 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from django_app.models import OutboxEvent, Status
+from django_app.models import Status
+from django_app.store import get_store
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -38,20 +39,14 @@ class Command(BaseCommand):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
         cutoff = timezone.now() - parse_age(options["older_than"])
-        old = OutboxEvent.objects.filter(status=Status.DELIVERED, delivered_at__lt=cutoff)
+        store = get_store()
         if options["dry_run"]:
-            count = old.count()
+            count = store.outbox().filter(status=Status.DELIVERED, delivered_at__lt=cutoff).count()
             self.stdout.write(
                 f"would delete {count} delivered event(s) older than {cutoff:%Y-%m-%d %H:%M}"
             )
             return
-        deleted = 0
-        while True:
-            # Small batches keep each delete's locks and transaction short.
-            ids = list(old.order_by("id").values_list("id", flat=True)[: options["batch_size"]])
-            if not ids:
-                break
-            deleted += OutboxEvent.objects.filter(id__in=ids).delete()[0]
+        deleted = store.prune_delivered(cutoff, batch_size=options["batch_size"])
         self.stdout.write(
             self.style.SUCCESS(
                 f"deleted {deleted} delivered event(s) older than {cutoff:%Y-%m-%d %H:%M}"

@@ -1,0 +1,127 @@
+"""The store's SQL and the models agree: the function's column list, the raw-insert column
+list and the migrations; and every database gives a recording the same message id."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from django_app.models import LedgerEntry, OutboxEvent
+from django_app.recording import record_event
+from django_app.store import chain_message_id, get_store
+from django_app.store.base import outbox_values
+from django_app.store.postgres import RECORD_FUNCTION, RECORD_SIGNATURE
+from tracking_adapter import EVENT_NAME, UserEnrichedEvent
+
+V2 = importlib.import_module("django_app.migrations.0003_event_kinds")
+V2_SOURCE = V2.V2_SQL.read_text(encoding="utf-8")
+
+
+def columns(model: type) -> set[str]:
+    return {field.column for field in model._meta.concrete_fields} - {"id"}
+
+
+def inserted_columns(table: str) -> set[str]:
+    match = re.search(rf"INSERT INTO {table}(?: AS \w+)? \(([^)]*)\)", V2_SOURCE)
+    assert match, f"no INSERT INTO {table} in {V2.V2_SQL.name}"
+    return {name.strip() for name in match.group(1).split(",")}
+
+
+def test_the_function_inserts_every_outbox_column():
+    # A column added to the model but not to the function fails its NOT NULL inside the
+    # host's transaction: add it to a new version of the function (a new SQL file).
+    assert inserted_columns(OutboxEvent._meta.db_table) == columns(OutboxEvent)
+
+
+def test_the_function_writes_every_ledger_column():
+    assert inserted_columns(LedgerEntry._meta.db_table) == columns(LedgerEntry)
+
+
+def test_raw_inserts_write_every_outbox_column():
+    event = UserEnrichedEvent(user_id="u", group_id="g")
+    assert set(outbox_values(event, event.content_hash(), datetime.now(UTC), None)) == columns(
+        OutboxEvent
+    )
+
+
+def test_the_store_calls_the_version_the_migration_creates():
+    assert f"CREATE OR REPLACE FUNCTION {RECORD_FUNCTION}(" in V2_SOURCE
+    assert RECORD_FUNCTION in V2.V2_DROP
+    assert V2.V2_DROP.count(",") == RECORD_SIGNATURE.count(",")
+
+
+def test_constraint_names_in_the_sql_are_the_models():
+    names = {c.name for m in (OutboxEvent, LedgerEntry) for c in m._meta.constraints}
+    assert set(re.findall(r"ON CONSTRAINT (\w+)", V2_SOURCE)) <= names
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_creates_and_drops_the_function():
+    def present() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [RECORD_FUNCTION])
+            return int(cursor.fetchone()[0])
+
+    assert present() == 1
+    with connection.cursor() as cursor:
+        cursor.execute(V2.V2_DROP)  # what migrating back past 0003 runs
+    try:
+        assert present() == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(V2_SOURCE)
+        get_store()._function_present = False
+    assert present() == 1
+
+
+# -- the same ids on every database ----------------------------------------------------------
+
+
+def recordings() -> list[UserEnrichedEvent]:
+    """A, then B, then A again, then A forced: four recordings of one user."""
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    a = {"enrichment_city": "Pune"}
+    b = {"enrichment_city": "Delhi"}
+    return [
+        UserEnrichedEvent(user_id="u_same", group_id="g", timestamp=at, properties=props)
+        for props in (a, b, a, a)
+    ]
+
+
+# Computed once by hand from the rules (derived id, then chain_message_id); the same on
+# SQLite, PostgreSQL and MariaDB, so a resend after moving databases is deduplicated.
+def expected_ids() -> list[str]:
+    events = recordings()
+    first = events[0].message_id
+    second = chain_message_id(EVENT_NAME, first, events[1].message_id)
+    third = chain_message_id(EVENT_NAME, second, events[2].message_id)
+    fourth = chain_message_id(EVENT_NAME, third, events[3].message_id)
+    return [first, second, third, fourth]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recording_gets_the_same_message_id_on_every_database():
+    events = recordings()
+    ids = []
+    for index, event in enumerate(events):
+        recorded = record_event(event, force=index == 3)
+        assert recorded.created
+        ids.append(recorded.event.message_id)
+    assert ids == expected_ids()
+    stored = list(OutboxEvent.objects.order_by("id").values_list("message_id", "payload"))
+    assert [m for m, _ in stored] == ids
+    assert [p["message_id"] for _, p in stored] == ids  # the payload carries the same id
+    assert LedgerEntry.objects.get(subject_id="u_same").message_id == ids[-1]
+    assert len(set(ids)) == 4
+
+
+def test_chained_ids_are_pinned():
+    # A change of the rule changes every re-recording's id: make it on purpose only.
+    assert chain_message_id("user_enriched", "prev", "next") == (
+        "5c608fe8-4713-5ec3-87db-360aa46fe84a"
+    )
