@@ -352,7 +352,8 @@ class Backfill:
         is the one the compare-and-set expects). Yields whether the reads inside share one
         snapshot; when they cannot, ``_changed`` reads the chosen rows again.
 
-        PostgreSQL: a REPEATABLE READ transaction (a snapshot, which blocks no writer).
+        PostgreSQL, MySQL and MariaDB: a REPEATABLE READ transaction (a snapshot, which
+        blocks no writer).
         SQLite: a deferred read transaction (a shared lock, or in WAL mode a snapshot;
         never the write lock that ``atomic()`` in IMMEDIATE mode takes). Inside the
         caller's transaction its isolation decides: SQLite's is serializable; on PostgreSQL
@@ -369,7 +370,9 @@ class Backfill:
                     vendor == "postgresql" and _isolation(connection) in SNAPSHOT_ISOLATION
                 )
             yield self._caller_snapshot
-        elif vendor == "postgresql":
+        elif vendor in ("postgresql", "mysql"):
+            # MySQL/MariaDB: issued before the transaction's first statement, it sets the
+            # isolation of the transaction that statement starts (InnoDB's consistent read).
             with transaction.atomic(using=using):
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -381,8 +381,7 @@ class OutboxStore:
     ) -> list[Claimed]:
         """Lease up to ``batch_size`` rows pending and due by ``due_by`` (default: now),
         only among ``ids`` if given. With ``SKIP LOCKED`` (PostgreSQL, MariaDB 10.6+,
-        MySQL 8) workers take disjoint batches without waiting on each other; elsewhere
-        (SQLite) one UPDATE with a subquery, which the database runs as a single writer."""
+        MySQL 8) workers take disjoint batches without waiting on each other."""
         now = timezone.now()
         lease_until = now + timedelta(seconds=lease_seconds)
         token = uuid.uuid4().hex
@@ -396,10 +395,15 @@ class OutboxStore:
             "next_attempt_at": lease_until,
             "lease_expires_at": lease_until,
         }
-        if self.connection.features.has_select_for_update_skip_locked:
+        features = self.connection.features
+        if features.has_select_for_update_skip_locked or self.connection.vendor != "sqlite":
+            # Without SKIP LOCKED (MariaDB before 10.6) the lock waits for the other
+            # worker's claim instead of skipping its rows; the ids are read first since
+            # MariaDB refuses LIMIT in an IN subquery.
+            skip = features.has_select_for_update_skip_locked
             with transaction.atomic(using=self.using):
                 picked = list(
-                    due.select_for_update(skip_locked=True).values_list("pk", flat=True)[
+                    due.select_for_update(skip_locked=skip).values_list("pk", flat=True)[
                         :batch_size
                     ]
                 )
@@ -408,6 +412,7 @@ class OutboxStore:
                 manager.filter(pk__in=picked).update(**lease)
             rows = manager.filter(pk__in=picked, claim_token=token)
         else:
+            # SQLite runs one writer at a time: one UPDATE with a subquery is the claim.
             count = manager.filter(pk__in=due.values("pk")[:batch_size]).update(**lease)
             if not count:
                 return []

@@ -125,3 +125,69 @@ def test_chained_ids_are_pinned():
     assert chain_message_id("user_enriched", "prev", "next") == (
         "5c608fe8-4713-5ec3-87db-360aa46fe84a"
     )
+
+
+# -- what every database must agree on ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ids_differing_only_in_case_or_trailing_space_are_different_subjects():
+    # MariaDB's default collation would make "Alice" and "alice" one ledger entry.
+    for user_id in ("Alice", "alice", "bob", "bob "):
+        assert record_event(
+            UserEnrichedEvent(user_id=user_id, group_id="g", properties={"enrichment_city": "X"})
+        ).created
+    assert sorted(LedgerEntry.objects.values_list("subject_id", flat=True)) == sorted(
+        ["Alice", "alice", "bob", "bob "]
+    )
+    # And each is in step: saving the same content again records nothing.
+    for user_id in ("Alice", "alice", "bob", "bob "):
+        again = UserEnrichedEvent(
+            user_id=user_id, group_id="g", properties={"enrichment_city": "X"}
+        )
+        assert not record_event(again).created
+    assert OutboxEvent.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_the_outbox_indexes_fit_the_database():
+    table = OutboxEvent._meta.db_table
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, table)
+    due = found["django_app_outbox_due"]
+    if connection.vendor == "mysql":
+        assert due["columns"] == ["status", "next_attempt_at", "id"]
+        assert found["django_app_outbox_delivered"]["columns"] == ["status", "delivered_at"]
+        assert "django_app_outbox_dead" not in found  # the due index's prefix serves it
+    else:
+        assert due["columns"] == ["next_attempt_at", "id"]
+        assert {"django_app_outbox_delivered", "django_app_outbox_dead"} <= set(found)
+
+
+@pytest.mark.django_db
+def test_no_model_check_warns_on_this_database():
+    from django.core import checks
+
+    messages = checks.run_checks(databases=[connection.alias], tags=[checks.Tags.models])
+    ours = [
+        m
+        for m in messages
+        if getattr(m.obj, "_meta", None) and m.obj._meta.app_label == "django_app"
+    ]
+    assert ours == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_without_skip_locked_are_disjoint(monkeypatch):
+    from django_app import dispatch
+    from tests.django.helpers import pending_rows
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite claims with one UPDATE; SKIP LOCKED is not its path")
+    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    pending_rows(30)
+    first = dispatch.claim(20)
+    second = dispatch.claim(20)
+    assert len(first) == 20
+    assert len(second) == 10
+    assert not {r.pk for r in first} & {r.pk for r in second}
