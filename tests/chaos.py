@@ -326,20 +326,28 @@ def run_on_current_database(
 
 
 def create_database(name: str) -> None:
-    import psycopg
-    from psycopg import sql
+    try:
+        import psycopg as driver
+        from psycopg import sql
+    except ImportError:  # TEST_PG_DRIVER=psycopg2: tests/settings.py hid psycopg 3
+        import psycopg2 as driver
+        from psycopg2 import sql
 
-    with psycopg.connect(
+    admin = driver.connect(
         host=os.environ.get("PGHOST", "127.0.0.1"),
         port=os.environ.get("PGPORT", "5432"),
         user=os.environ.get("PGUSER", "postgres"),
         dbname="postgres",
-        autocommit=True,
-    ) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    )
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        admin.close()
 
 
 def setup_django(database: str) -> None:

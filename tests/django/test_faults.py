@@ -38,6 +38,7 @@ from django_app.models import LedgerEntry, OutboxEvent, Status
 from tests.django.helpers import (
     REPO,
     make_profile,
+    other_session,
     pending_rows,
     thrivestack_to,
     tracking,
@@ -485,16 +486,11 @@ def test_a_worker_whose_database_connection_is_killed_reconnects_and_loses_nothi
 def test_the_worker_loop_survives_a_persistent_connection_killed_while_idle(settings, receiver):
     # With CONN_MAX_AGE the worker keeps its connection between polls; a database restart
     # or failover kills it while idle. The next round must reconnect, not crash.
-    import psycopg
-
     settings.TRACKING_ADAPTER = thrivestack_to(receiver)
     pending_rows(5)
     connection.ensure_connection()
-    own_pid = connection.connection.info.backend_pid
-    params = connection.settings_dict
-    with psycopg.connect(
-        host=params["HOST"], port=params["PORT"], user=params["USER"], dbname=params["NAME"]
-    ) as other:
+    own_pid = connection.connection.info.backend_pid  # psycopg 3 and psycopg2 alike
+    with other_session() as other:
         other.execute("SELECT pg_terminate_backend(%s)", [own_pid])
     out, err = io.StringIO(), io.StringIO()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from django.core.management import call_command
@@ -14,7 +15,7 @@ from django_app.models import LedgerEntry, OutboxEvent
 from django_app.runtime import get_source
 from django_app.store import DuplicateMessageId, get_store
 from django_app.store.postgres import RECORD_FUNCTION
-from tests.django.helpers import make_profile, thrivestack_to, tracking
+from tests.django.helpers import make_profile, pg_driver, thrivestack_to, tracking
 from tests.django.test_backfill import existing_profiles
 from tracking_adapter import UserEnrichedEvent
 
@@ -66,11 +67,42 @@ def test_a_tracked_save_costs_one_statement_on_postgresql(settings):
     with CaptureQueriesContext(connection) as untracked, transaction.atomic():
         profile.save()
     statements = [q["sql"] for q in tracked.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
-    assert len(statements) == 2, statements  # the UPDATE and our one call (in a savepoint)
-    assert statements[1].startswith("SAVEPOINT "), statements[1]
-    assert f"; SELECT * FROM {RECORD_FUNCTION}(" in statements[1], statements[1]
-    assert len(untracked.captured_queries) == len(tracked.captured_queries) - 1
+    if pg_driver() == "psycopg":
+        assert len(statements) == 2, statements  # the UPDATE and our one call (in a savepoint)
+        assert statements[1].startswith("SAVEPOINT "), statements[1]
+        assert f"; SELECT * FROM {RECORD_FUNCTION}(" in statements[1], statements[1]
+        assert len(untracked.captured_queries) == len(tracked.captured_queries) - 1
+    else:  # psycopg2: Django's own savepoint, the call, the release (three statements)
+        assert len(statements) == 4, statements
+        savepoint, call, release = statements[1:]
+        assert savepoint.startswith("SAVEPOINT "), statements
+        assert call.startswith(f"SELECT * FROM {RECORD_FUNCTION}("), statements
+        assert release == "RELEASE " + savepoint, statements
+        assert len(untracked.captured_queries) == len(tracked.captured_queries) - 3
     assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
+
+
+def test_the_pass_runs_on_the_database_and_driver_it_asked_for():
+    """A pass that silently fell back (psycopg 3 in the psycopg2 pass, SQLite for MariaDB)
+    would pass while testing nothing new."""
+    connection.ensure_connection()
+    raw = type(connection.connection).__module__.split(".")[0]
+    database = os.environ.get("TEST_DATABASE") or "sqlite"
+    if database == "postgres":
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+        wanted = os.environ.get("TEST_PG_DRIVER") or "psycopg"
+        assert connection.vendor == "postgresql"
+        assert is_psycopg3 == (wanted == "psycopg")
+        assert raw == wanted, type(connection.connection)
+        store = type(get_store()).__name__
+        assert store == ("Psycopg3Store" if wanted == "psycopg" else "PostgresStore"), store
+    elif database == "mariadb":
+        assert connection.vendor == "mysql"
+        assert connection.mysql_is_mariadb, connection.mysql_server_info
+        assert raw == "MySQLdb", type(connection.connection)
+    else:
+        assert connection.vendor == "sqlite"
 
 
 @pytest.mark.postgres
