@@ -18,6 +18,7 @@ V2_SQL = Path(__file__).resolve().parents[1] / "sql" / "record_event_v2.sql"
 V2_DROP = (
     "DROP FUNCTION IF EXISTS django_app_record_event_v2"
     "(text, text, text, text, text, text, jsonb, timestamptz, boolean, boolean, boolean);"
+    " DROP FUNCTION IF EXISTS django_app_chain_id_v2(text, text, text);"
 )
 _v1 = importlib.import_module("django_app.migrations.0002_record_event_function")
 

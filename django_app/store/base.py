@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F, Min, TextField
+from django.db.models import F, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -472,14 +472,6 @@ class OutboxStore:
             entries = self.ledger(EVENT_NAME).filter(subject_id__in=user_ids).delete()[0]
         return rows, entries
 
-    def counts(self) -> dict[str, Any]:
-        """What an operator needs first: how many events wait, are due, are dead."""
-        now = timezone.now()
-        pending = self.outbox().filter(status=Status.PENDING)
-        oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
-        return {
-            "pending": pending.count(),
-            "due": pending.filter(next_attempt_at__lte=now).count(),
-            "dead": self.outbox().filter(status=Status.DEAD).count(),
-            "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else None,
-        }
+    def ledger_size(self) -> int:
+        """How many subjects the ledger holds (everything ever recorded, backfills included)."""
+        return int(LedgerEntry.objects.using(self.using).count())

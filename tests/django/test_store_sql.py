@@ -51,7 +51,8 @@ def test_raw_inserts_write_every_outbox_column():
 def test_the_store_calls_the_version_the_migration_creates():
     assert f"CREATE OR REPLACE FUNCTION {RECORD_FUNCTION}(" in V2_SOURCE
     assert RECORD_FUNCTION in V2.V2_DROP
-    assert V2.V2_DROP.count(",") == RECORD_SIGNATURE.count(",")
+    drop_record = V2.V2_DROP.split(";")[0]
+    assert drop_record.count(",") == RECORD_SIGNATURE.count(",")
 
 
 def test_constraint_names_in_the_sql_are_the_models():
@@ -118,6 +119,17 @@ def test_a_recording_gets_the_same_message_id_on_every_database():
     assert [p["message_id"] for _, p in stored] == ids  # the payload carries the same id
     assert LedgerEntry.objects.get(subject_id="u_same").message_id == ids[-1]
     assert len(set(ids)) == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_sql_chain_is_the_python_chain():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT django_app_chain_id_v2(%s, %s, %s)", ["user_enriched", "prev", "next é"]
+        )
+        (in_sql,) = cursor.fetchone()
+    assert in_sql == chain_message_id("user_enriched", "prev", "next é")
 
 
 def test_chained_ids_are_pinned():
