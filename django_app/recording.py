@@ -9,16 +9,15 @@ whatever fails, and data that could make a statement fail is refused before any 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import router, transaction
+from django.db import transaction
 
 from django_app import dispatch
 from django_app.conf import app_settings
-from django_app.models import OutboxEvent, Status
+from django_app.models import OutboxEvent
 from django_app.runtime import secrets
 from django_app.store import DuplicateMessageId, Lease, Recorded, get_store
 from tracking_adapter import (
@@ -116,13 +115,8 @@ def record_invalid(
     text = storable(redact(f"{source}: invalid data, not sent: {problem}", secrets()))
     user = storable(str(user_id))[:255] if user_id not in (None, "") else "(unknown)"
     logger.warning("user_enriched for user %s not recorded: %s", user, text)
-    return OutboxEvent.objects.using(using or router.db_for_write(OutboxEvent)).create(
-        message_id=f"invalid-{uuid.uuid4()}",
-        user_id=user,
-        payload={"problems": [[storable(path), storable(msg)] for path, msg in problem.problems]},
-        status=Status.DEAD,
-        last_error=text,
-    )
+    problems = [[storable(path), storable(msg)] for path, msg in problem.problems]
+    return get_store(using).record_invalid(user, problems, text)
 
 
 def safe_record(

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from tracking_adapter import EVENT_NAME, UserEnrichedEvent
 
+INVALID_PREFIX = "invalid-"  # message ids of dead rows that hold no event, only its problems
 COPY_THRESHOLD = 50  # below this many rows, the plain statements are as quick and simpler
 
 
@@ -223,6 +224,18 @@ class OutboxStore:
                 taken |= found
         by_index = dict(zip(indexes, rows, strict=True))
         return [Recorded(event, by_index.get(index)) for index, event in enumerate(events)]
+
+    def record_invalid(self, user_id: str, problems: list[list[str]], error: str) -> OutboxEvent:
+        """A dead row for data that could not become an event (its id says so: requeueing
+        it would send nothing; the data must be fixed and saved again)."""
+        return OutboxEvent.objects.using(self.using).create(
+            event=EVENT_NAME,
+            message_id=f"{INVALID_PREFIX}{uuid.uuid4()}",
+            user_id=user_id,
+            payload={"problems": problems},
+            status=Status.DEAD,
+            last_error=error,
+        )
 
     def _taken_message_ids(self, message_ids: list[str]) -> set[str]:
         if not message_ids:
