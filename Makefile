@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest mariadb-driver bench bench-memory clean
+.PHONY: demo test lint typecheck pytest mariadb-driver browser bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 # The whole suite on SQLite, then the Django suite again on PostgreSQL (127.0.0.1:5432) with
 # psycopg 3 and with psycopg2, and on MariaDB (127.0.0.1:3306). A pass whose server or
 # driver is absent skips with the reason; under CI=true it fails.
-pytest: $(STAMP) mariadb-driver
+pytest: $(STAMP) mariadb-driver browser
 	$(BIN)/pytest
 	TEST_DATABASE=postgres $(BIN)/pytest tests/django
 	TEST_DATABASE=postgres TEST_PG_DRIVER=psycopg2 $(BIN)/pytest tests/django
@@ -55,6 +55,25 @@ mariadb-driver: $(STAMP)
 	  echo "pip install --group mariadb (mysqlclient)"; \
 	  $(BIN)/python -m pip install --quiet --group mariadb \
 	    || echo "mariadb-driver: mysqlclient did not install: the MariaDB pass skips (fails under CI=true)"; \
+	}
+
+# The admin's browser test (tests/django/test_admin_browser.py) drives Debian's chromium with
+# Playwright (test group); Playwright's own browser download is not used. Installed here where
+# this can (root and apt-get); where it cannot, this says why and the browser test skips.
+CHROMIUM ?= /usr/bin/chromium
+CHROMIUM_DEBS := chromium fonts-liberation
+browser: $(STAMP)
+	@[ -x $(CHROMIUM) ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "apt-get install $(CHROMIUM_DEBS) (for the admin's browser test)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends $(CHROMIUM_DEBS) >/dev/null \
+	      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(CHROMIUM_DEBS) >/dev/null; } \
+	      || echo "browser: apt-get could not install $(CHROMIUM_DEBS): the browser test skips (fails under CI=true)"; \
+	  else \
+	    echo "browser: the browser test needs Debian's chromium at $(CHROMIUM), which this cannot" \
+	      "install (not root, or no apt-get): it skips (fails under CI=true)"; \
+	  fi; \
 	}
 
 # Benchmarks against PostgreSQL on 127.0.0.1:5432 (database tracking_bench): see README.

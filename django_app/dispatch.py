@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -159,7 +159,8 @@ def settle(
     delivered = [
         row.pk for row, o in zip(rows, outcomes, strict=True) if o.status is OutcomeStatus.DELIVERED
     ]
-    config_errors: list[str] = []
+    config_errors: list[tuple[str, datetime]] = []  # (reason, next attempt)
+    retries: dict[str, list[tuple[int, datetime]]] = {}  # reason: (attempt, next attempt)
     with transaction.atomic(using=store.using):
         if delivered:
             stats.delivered = store.mark_delivered(delivered, rows[0].claim_token, now, sink_name)
@@ -181,8 +182,9 @@ def settle(
             elif outcome.config_error:
                 # Not the event's fault: keep it pending, don't spend its attempts.
                 delay = outcome.delay or policy.max_delay
-                changes.update(next_attempt_at=now + timedelta(seconds=delay), last_error=reason)
-                config_errors.append(reason)
+                next_at = now + timedelta(seconds=delay)
+                changes.update(next_attempt_at=next_at, last_error=reason)
+                config_errors.append((reason, next_at))
                 stats.retried += 1
             else:
                 attempts = row.attempts + 1
@@ -202,19 +204,58 @@ def settle(
                     )
                 else:
                     delay = policy.delay(attempts, outcome.delay)
-                    changes.update(
-                        attempts=attempts,
-                        next_attempt_at=now + timedelta(seconds=delay),
-                        last_error=reason,
-                    )
+                    next_at = now + timedelta(seconds=delay)
+                    changes.update(attempts=attempts, next_attempt_at=next_at, last_error=reason)
+                    retries.setdefault(reason, []).append((attempts, next_at))
                     stats.retried += 1
             store.update_claimed(row.pk, row.claim_token, changes)
+
+    def at(moment: datetime) -> str:
+        utc = moment.astimezone(UTC)
+        same_day = utc.date() == now.astimezone(UTC).date()
+        return utc.strftime("%H:%M:%S UTC" if same_day else "%Y-%m-%d %H:%M:%S UTC")
+
+    def wait(moment: datetime) -> str:
+        seconds = max(0.0, (moment - now).total_seconds())
+        if seconds < 60:
+            return f"{seconds:.1f}s"
+        return f"{int(seconds) // 60}m {int(seconds) % 60}s"
+
+    def when(moments: list[datetime]) -> str:
+        first, last = min(moments), max(moments)
+        if (last - first).total_seconds() < 1:
+            return f"next at {at(first)} (in {wait(first)})"
+        return f"next from {at(first)} to {at(last)} (in {wait(first)} to {wait(last)})"
+
+    groups = list(retries.items())  # one line per reason; a few, then a count of the rest
+    for reason, retried in groups[:5]:
+        tried = sorted({attempt for attempt, _ in retried})
+        numbers = str(tried[0]) if len(tried) == 1 else f"{tried[0]}-{tried[-1]}"
+        logger.warning(
+            "%d user_enriched event(s) will be retried: attempt %s of %d failed, %s: %s",
+            len(retried),
+            numbers,
+            policy.max_attempts,
+            when([next_at for _, next_at in retried]),
+            reason,
+        )
+    if len(groups) > 5:
+        rest = [next_at for _, retried in groups[5:] for _, next_at in retried]
+        logger.warning(
+            "%d more user_enriched event(s) of this batch will be retried for %d other "
+            "reason(s), %s; manage.py tracking_status lists the last errors",
+            len(rest),
+            len(groups) - 5,
+            when(rest),
+        )
     if config_errors:
         logger.error(
-            "%d user_enriched event(s) kept pending because of a configuration error: %s "
-            "Fix %s['SINK'] / %s['SINK_OPTIONS']; delivery resumes by itself once it is fixed.",
+            "%d user_enriched event(s) kept pending because of a configuration error (not "
+            "counted as attempts; %s): %s Fix %s['SINK'] / %s['SINK_OPTIONS']; delivery "
+            "resumes by itself once it is fixed.",
             len(config_errors),
-            config_errors[0],
+            when([next_at for _, next_at in config_errors]),
+            config_errors[0][0],
             SETTING_NAME,
             SETTING_NAME,
         )

@@ -20,6 +20,7 @@ database that way (``tests.django.helpers.worker_env``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -81,6 +82,10 @@ INSTALLED_APPS = [
     "django_app",
     "tests.testapp",
 ]
+# The optional extra "health" (django_app.health): its HTML page and its health_check
+# command need the app; tests/django/test_monitoring.py skips without it, fails under CI.
+if importlib.util.find_spec("health_check") is not None:
+    INSTALLED_APPS.append("health_check")
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

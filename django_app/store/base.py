@@ -465,6 +465,23 @@ class OutboxStore:
         """Write one claimed row's outcome, only while it is still under ``token``."""
         return int(self.outbox().filter(pk=pk, claim_token=token).update(**changes))
 
+    def retry_now(self, rows: Any) -> int:
+        """Make the pending rows among ``rows`` (a queryset) due now; returns how many."""
+        return int(
+            rows.filter(status=Status.PENDING).update(
+                next_attempt_at=timezone.now(), lease_expires_at=None
+            )
+        )
+
+    def requeue_dead(self, rows: Any) -> tuple[int, int]:
+        """Turn the dead rows among ``rows`` back to pending with their attempts reset:
+        (requeued, skipped). Rows that hold invalid data, not an event, stay dead."""
+        dead = rows.filter(status=Status.DEAD)
+        requeued = dead.exclude(message_id__startswith=INVALID_PREFIX).update(
+            status=Status.PENDING, attempts=0, next_attempt_at=timezone.now(), lease_expires_at=None
+        )
+        return int(requeued), int(dead.filter(message_id__startswith=INVALID_PREFIX).count())
+
     # -- housekeeping and counts ----------------------------------------------------------
 
     def prune_delivered(self, before: datetime, *, batch_size: int = 1000) -> int:

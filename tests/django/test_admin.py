@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings as django_settings
@@ -14,7 +17,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from django_app import admin as outbox_admin
+from django_app.chart import PLOT_HEIGHT, delivery_chart
 from django_app.models import LedgerEntry, OutboxEvent, Status
+from django_app.status import HourlyDelivery
 from tracking_adapter.receiver import LoopbackReceiver
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +47,22 @@ def changelist(client: Client, query: str = "") -> str:
     response = client.get(reverse(CHANGELIST) + query)
     assert response.status_code == 200
     return response.content.decode()
+
+
+def result_list(html: str) -> str:
+    """The changelist's table of rows, without the summary above it."""
+    start = html.index('id="result_list"')
+    return html[start : html.index("</table>", start)]
+
+
+def summary(html: str) -> str:
+    start = html.index('id="delivery-summary"')
+    return html[start : html.index("</section>", start)]
+
+
+def figures(html: str) -> dict[str, str]:
+    """The summary's figures by key (data-figure), their notes left out."""
+    return dict(re.findall(r'<dd data-figure="(\w+)">([^<]*)', summary(html)))
 
 
 def change_page(client: Client, event: OutboxEvent) -> str:
@@ -117,9 +139,9 @@ def test_search_by_message_id(admin_client: Client) -> None:
 
 def test_changelist_shows_a_short_last_error(admin_client: Client) -> None:
     row(status=Status.DEAD, last_error="400 from ThriveStack: " + "x" * 200)
-    html = changelist(admin_client)
-    assert "400 from ThriveStack: " in html
-    assert "x" * 100 not in html
+    rows = result_list(changelist(admin_client))
+    assert "400 from ThriveStack: " in rows
+    assert "x" * 100 not in rows  # the summary above shows more of it (status.ERROR_TEXT)
 
 
 def test_change_page_shows_last_error_and_pretty_payload(admin_client: Client) -> None:
@@ -357,3 +379,294 @@ def test_ledger_changelist_loads(admin_client: Client) -> None:
 def test_ledger_add_is_forbidden(admin_client: Client) -> None:
     response = admin_client.get(reverse("admin:django_app_ledgerentry_add"))
     assert response.status_code == 403
+
+
+def test_ledger_is_searchable_by_user_id(admin_client: Client) -> None:
+    def entry(subject_id: str, event: str = "user_enriched") -> LedgerEntry:
+        n = next(_ids)
+        return LedgerEntry.objects.create(
+            event=event, subject_id=subject_id, content_hash="a" * 64, message_id=f"m-{n}"
+        )
+
+    wanted = entry("user_5")
+    other_kind = entry("user_5", event="account_enriched")  # the same subject, another kind
+    similar, other = entry("user_55"), entry("user_6")
+    response = admin_client.get(reverse("admin:django_app_ledgerentry_changelist") + "?q=user_5")
+    assert response.status_code == 200
+    html = response.content.decode()
+    rows = result_list(html)
+    assert wanted.message_id in rows
+    assert other_kind.message_id in rows
+    assert similar.message_id not in rows  # exact match, as on the outbox
+    assert other.message_id not in rows
+    assert "2 results" in html
+    assert "the user id, for user_enriched" in html  # the search box says what it takes
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+
+def test_changelist_opens_with_the_delivery_summary(admin_client: Client) -> None:
+    now = timezone.now()
+    row(
+        status=Status.PENDING,
+        next_attempt_at=now - timedelta(minutes=1),
+        created_at=now - timedelta(hours=2, seconds=30),
+    )
+    row(status=Status.PENDING, next_attempt_at=now + timedelta(minutes=10), attempts=1)
+    row(status=Status.DEAD, attempts=8, last_error="gave up after 8 attempts: 503 from ThriveStack")
+    row(status=Status.DELIVERED, delivered_at=now - timedelta(minutes=10))
+    row(status=Status.DELIVERED, delivered_at=now - timedelta(hours=5))
+    for n in range(3):
+        LedgerEntry.objects.create(
+            subject_id=f"user_{n}", content_hash="a" * 64, message_id=f"l-{n}"
+        )
+
+    html = changelist(admin_client)
+    shown = figures(html)
+    assert {key: shown[key] for key in ("pending", "due", "dead", "ledger_size")} == {
+        "pending": "2",
+        "due": "1",
+        "dead": "1",
+        "ledger_size": "3",
+    }
+    assert (shown["delivered_last_hour"], shown["delivered_last_day"]) == ("1", "2")
+    assert shown["oldest_pending"] == "2 h"
+    assert shown["next_attempt"] in ("in 9 min", "in 10 min")
+    text = summary(html)
+    assert 'data-health="unhealthy"' in text
+    assert "<strong>Unhealthy</strong>: 1 dead event(s)." in text
+    assert "gave up after 8 attempts: 503 from ThriveStack" in text  # the last errors
+    assert "Retries ran out: once the cause is fixed, requeue them" in text  # with advice
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in text
+    assert html.index('id="delivery-summary"') < html.index('id="result_list"')
+
+
+def test_summary_of_an_empty_outbox_is_healthy(admin_client: Client) -> None:
+    html = changelist(admin_client)
+    shown = figures(html)
+    assert shown["pending"] == shown["dead"] == shown["delivered_last_day"] == "0"
+    assert shown["oldest_pending"] == shown["next_attempt"] == "\u2013"
+    text = summary(html)
+    assert 'data-health="healthy"' in text
+    assert "<strong>Healthy</strong>" in text
+    assert "Nothing delivered, retried or dead in these hours" in text
+
+
+def test_summary_is_unhealthy_while_pending_events_fail(admin_client: Client) -> None:
+    row(status=Status.PENDING, attempts=2, last_error="timed out after 10 s")
+    text = summary(changelist(admin_client))
+    assert "<strong>Unhealthy</strong>: pending events are failing" in text
+    assert "The collector is slow or unreachable" in text
+
+
+@pytest.mark.usefixtures("secret_sink")
+def test_no_secret_in_the_summary(admin_client: Client) -> None:
+    row(status=Status.PENDING, attempts=1, last_error=f"401 from ThriveStack: key {SECRET} refused")
+    text = summary(changelist(admin_client))
+    assert SECRET not in text
+    assert "401 from ThriveStack: key [redacted] refused" in text
+    assert "The collector refused the key" in text
+
+
+def test_error_text_in_the_summary_is_escaped(admin_client: Client) -> None:
+    row(status=Status.DEAD, last_error="500 from collector: <script>alert(1)</script>")
+    text = summary(changelist(admin_client))
+    assert "<script>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_summary_is_read_only_for_the_page_that_shows_it(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = outbox_admin.delivery_status
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(outbox_admin, "delivery_status", counted)
+    event = row(status=Status.PENDING)
+    run_action(admin_client, "retry_now", [event])  # a redirect: no summary
+    confirm = admin_client.post(
+        reverse(CHANGELIST),
+        {"action": "delete_selected", ACTION_CHECKBOX_NAME: [event.pk], "index": "0"},
+    )
+    assert confirm.status_code == 200  # "Are you sure?": no summary either
+    assert 'id="delivery-summary"' not in confirm.content.decode()
+    assert calls == []
+    changelist(admin_client)
+    assert calls == [1]
+
+
+def test_view_only_staff_see_the_summary() -> None:
+    row(status=Status.DEAD)
+    assert figures(changelist(staff_client("view_outboxevent")))["dead"] == "1"
+
+
+# -- short ids and sink names in the list, full values on the change page -------------------
+
+UUID = "3f1c2a9e-7b4d-5e6f-8a9b-0c1d2e3f4a5b"
+LONG_USER = "auth0|6412abcdef0123456789"
+LONG_SINK = "thrivestack https://collector.example.com/api/v1/track?source=admin"
+
+
+def test_rows_show_short_ids_and_sink_names_with_the_full_value_on_hover(
+    admin_client: Client,
+) -> None:
+    event = row(message_id=UUID, user_id=LONG_USER, sink=LONG_SINK)
+    rows = result_list(changelist(admin_client))
+    assert f'<span title="{UUID}">3f1c2a9e\u2026</span>' in rows
+    assert f'<span title="{LONG_USER}">auth0|64\u2026</span>' in rows
+    # The host may wrap after :// and its dots in a narrow column.
+    wrapped = "thrivestack https://<wbr>collector.<wbr>example.<wbr>com"
+    assert f'<span title="{LONG_SINK}">{wrapped}</span>' in rows
+    assert f">{UUID}<" not in rows
+    assert "/api/v1/track" not in rows.replace(f'title="{LONG_SINK}"', "")
+    page = change_page(admin_client, event)
+    for value in (UUID, LONG_USER, LONG_SINK):
+        assert f'<div class="readonly">{value}</div>' in page
+
+
+def test_short_values_are_left_whole(admin_client: Client) -> None:
+    row(message_id="msg-abc", user_id="user_1", sink="memory")
+    rows = result_list(changelist(admin_client))
+    assert ">msg-abc</a>" in rows
+    assert '<td class="field-short_user_id">user_1</td>' in rows
+    assert '<td class="field-short_sink">memory</td>' in rows
+
+
+def test_rows_show_the_next_try_of_pending_rows_and_their_age(admin_client: Client) -> None:
+    now = timezone.now()
+    row(status=Status.PENDING, next_attempt_at=now + timedelta(minutes=30, seconds=30))
+    row(status=Status.PENDING, next_attempt_at=now - timedelta(seconds=5))
+    row(status=Status.DELIVERED, created_at=now - timedelta(days=2, hours=3, minutes=1))
+    lease = now + timedelta(minutes=2)
+    row(status=Status.PENDING, next_attempt_at=lease, lease_expires_at=lease)  # being sent
+    rows = result_list(changelist(admin_client))
+    next_tries = re.findall(r'<td class="field-next_try">(?:<span[^>]*>)?([^<]*)', rows)
+    assert next_tries == ["sending", "\u2013", "due", "in 30 min"]  # newest row first
+    assert ">2 d 3 h</span>" in rows
+
+
+@pytest.mark.parametrize(
+    ("sink", "short"),
+    [
+        ("memory", "memory"),
+        ("", ""),
+        ("console", "console"),
+        ("thrivestack http://127.0.0.1:9/api", "thrivestack http://127.0.0.1:9"),
+        ("segment https://user:pw@api.segment.io/v1/batch", "segment https://api.segment.io"),
+        ("file /var/log/tracking/events.jsonl", "file \u2026/events.jsonl"),
+        (
+            "thrivestack https://" + "a-very-long-collector-host-name." * 2 + "example.com/track",
+            "thrivestack https://a-very-long-collector-host-name.a-very-l\u2026",
+        ),
+    ],
+)
+def test_shorten_sink(sink: str, short: str) -> None:
+    assert outbox_admin.shorten_sink(sink) == short
+
+
+def test_sink_filter_shows_short_names_and_filters_on_the_full_one(admin_client: Client) -> None:
+    wanted, other = row(sink=LONG_SINK), row(sink="memory")
+    query = "?" + urlencode({"sink": LONG_SINK})
+    html = changelist(admin_client)
+    assert f'<a href="{query}">thrivestack https://collector.example.com</a>' in html
+    rows = result_list(changelist(admin_client, query))
+    assert wanted.message_id in rows
+    assert other.message_id not in rows
+
+
+# -- the chart ------------------------------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+START = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+
+
+def hours(**counts: tuple[int, int, int]) -> list[HourlyDelivery]:
+    """24 hours; ``h3=(delivered, retried, dead)`` sets hour 3's counts."""
+    result = [HourlyDelivery(START + timedelta(hours=h)) for h in range(24)]
+    for key, (delivered, retried, dead) in counts.items():
+        hour = result[int(key[1:])]
+        hour.delivered, hour.retried, hour.dead = delivered, retried, dead
+    return result
+
+
+def bars(svg: ET.Element, kind: str) -> dict[int, float]:
+    """Hour index -> height of its ``kind`` bar."""
+    found = {}
+    for index, group in enumerate(hour_groups(svg)):
+        for rect in group.iter(f"{SVG}rect"):
+            if rect.get("class") == f"bar {kind}":
+                found[index] = float(rect.get("height", "0"))
+    return found
+
+
+def parsed(markup: str) -> ET.Element:
+    return ET.fromstring(markup)  # well-formed XML, or this raises
+
+
+def hour_groups(svg: ET.Element) -> list[ET.Element]:
+    return [g for g in svg.iter(f"{SVG}g") if g.get("class") == "hour"]
+
+
+def test_chart_is_accessible_inline_svg_with_24_hours() -> None:
+    svg = parsed(delivery_chart(hours(h0=(3, 1, 0), h23=(7, 0, 2))))
+    assert svg.get("role") == "img"
+    assert svg.get("aria-label") == (
+        "Delivery over the last 24 hours, per hour: 10 delivered, 1 retried, 2 dead."
+    )
+    assert len(hour_groups(svg)) == 24
+    for group in hour_groups(svg):  # hover text for every hour, bars or not
+        title = group.find(f"{SVG}title")
+        assert title is not None
+        assert re.fullmatch(
+            r"\d\d:00\u2013\d\d:00 UTC: \d+ delivered, \d+ retried, \d+ dead", title.text or ""
+        )
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    for word in ("delivered", "retried", "dead"):  # the legend
+        assert word in texts
+    assert "hour starting (UTC)" in texts  # axis labels
+    assert "events per hour" in texts
+    assert START.strftime("%H:%M") in texts
+    last = hour_groups(svg)[23]
+    dead_bar = next(r for r in last.iter(f"{SVG}rect") if r.get("class") == "bar dead")
+    assert dead_bar.get("data-count") == "2"
+    title = dead_bar.find(f"{SVG}title")
+    assert title is not None
+    assert (title.text or "").endswith(": 2 dead")
+
+
+def test_chart_bar_heights_follow_the_counts() -> None:
+    svg = parsed(delivery_chart(hours(h0=(10, 0, 0), h1=(5, 2, 0), h5=(0, 0, 1))))
+    delivered = bars(svg, "delivered")
+    assert delivered == {0: PLOT_HEIGHT, 1: PLOT_HEIGHT / 2}  # the scale tops at 10
+    assert bars(svg, "retried") == {1: PLOT_HEIGHT / 5}
+    assert bars(svg, "dead") == {5: PLOT_HEIGHT / 10}
+    labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "y-label"]
+    assert labels == ["0", "5", "10"]
+
+
+def test_chart_keeps_small_counts_visible() -> None:
+    svg = parsed(delivery_chart(hours(h0=(10_000, 0, 1))))
+    assert 0 < bars(svg, "dead")[0] < 2
+    assert bars(svg, "delivered")[0] == PLOT_HEIGHT
+
+
+def test_chart_of_nothing_is_empty_and_does_not_divide_by_zero() -> None:
+    svg = parsed(delivery_chart(hours()))
+    assert len(hour_groups(svg)) == 24
+    assert not [r for r in svg.iter(f"{SVG}rect") if (r.get("class") or "").startswith("bar")]
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert "Nothing delivered, retried or dead in these hours" in texts
+    assert [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "y-label"] == ["0"]
+    assert parsed(delivery_chart([])).get("role") == "img"  # not even hours
+
+
+def test_chart_has_no_script_and_fetches_nothing() -> None:
+    markup = str(delivery_chart(hours(h2=(1, 1, 1))))
+    assert "<script" not in markup
+    assert "href" not in markup
+    assert "http://" not in markup.replace('xmlns="http://www.w3.org/2000/svg"', "")
