@@ -8,8 +8,8 @@
 | tracking_adapter.E004 | SINK_OPTIONS do not fit the sink |
 | tracking_adapter.E005 | a remote sink without its API/write key |
 | tracking_adapter.E006 | an http endpoint to a host that is not loopback |
-| tracking_adapter.E007 | DISPATCH is not inline, worker or celery |
-| tracking_adapter.E008 | DISPATCH is celery but Celery is not installed |
+| tracking_adapter.E007 | DISPATCH is not a dispatcher alias nor an importable Dispatcher class |
+| tracking_adapter.E008 | the DISPATCH backend is not ready (its package missing, its Tasks backend undefined) |
 | tracking_adapter.E010 | SOURCE is not a dict, or has unknown keys |
 | tracking_adapter.E011 | SOURCE.MODEL does not exist |
 | tracking_adapter.E012 | SOURCE.USER_ID / GROUP_ID missing |
@@ -21,13 +21,15 @@
 | tracking_adapter.E018 | EXCLUDE_PROPERTIES, RETRY or a number setting is malformed |
 | tracking_adapter.E019 | the API/write key cannot be sent in an HTTP header (stray whitespace, say) |
 | tracking_adapter.E020 | LEASE_SECONDS leaves too little room for one request under the sink's deadline |
+| tracking_adapter.W001 | DISPATCH is celery but no Celery app is set up: Celery's fallback app would take the tasks |
+| tracking_adapter.W002 | DISPATCH is celery but the Celery app has no broker URL (or its configuration fails) |
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,7 +40,8 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils.module_loading import import_string
 
-from django_app.conf import DEFAULTS, DISPATCH_MODES, RETRY_KEYS, SETTING_NAME, SOURCE_KEYS
+from django_app.conf import DEFAULTS, RETRY_KEYS, SETTING_NAME, SOURCE_KEYS
+from django_app.dispatchers import DISPATCHER_ALIASES, CeleryDispatcher, dispatcher_class
 from tracking_adapter import PROPERTY_NAMES, ConfigurationError
 from tracking_adapter.providers import PRESETS
 from tracking_adapter.security import check_endpoint, header_value_problem
@@ -50,6 +53,10 @@ _REMOTE_KEYS = {"thrivestack": ("api_key", "endpoint"), "segment": ("write_key",
 
 def _error(id_: int, msg: str, hint: str | None = None) -> checks.CheckMessage:
     return checks.Error(msg, hint=hint, id=f"tracking_adapter.E{id_:03d}")
+
+
+def _warning(id_: int, msg: str, hint: str | None = None) -> checks.CheckMessage:
+    return checks.Warning(msg, hint=hint, id=f"tracking_adapter.W{id_:03d}")
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
@@ -140,20 +147,98 @@ def _check_sink(config: dict[str, Any]) -> list[checks.CheckMessage]:
 
 
 def _check_dispatch(mode: Any) -> list[checks.CheckMessage]:
-    if mode not in DISPATCH_MODES:
+    try:
+        dispatcher = dispatcher_class(mode)
+    except ConfigurationError as exc:
+        return [_error(7, str(exc), _did_you_mean(str(mode), DISPATCHER_ALIASES))]
+    errors = [
+        _error(8, f"{SETTING_NAME}['DISPATCH'] is {mode!r}, but {what}.", hint)
+        for what, hint in dispatcher().problems()
+    ]
+    if not errors and issubclass(dispatcher, CeleryDispatcher):
+        errors += _check_celery_app()
+    return errors
+
+
+def is_celery_fallback_app(app: Any) -> bool:
+    """True for the app Celery makes up by itself when no app was set up (``celery._state``:
+    named "default", no fix-ups, never current). It reads none of the project's CELERY_*
+    settings: a task sent through it may reach no worker of the project, and nothing says so."""
+    return (
+        getattr(app, "main", None) == "default"
+        and not getattr(app, "fixups", None)
+        and getattr(app, "set_as_current", None) is False
+    )
+
+
+def configured_celery_app() -> Any | None:
+    """The app ``celery.current_app`` resolves to in this thread, or None if that would be
+    Celery's fallback app. Never creates the fallback, as resolving ``current_app`` would."""
+    from celery import _state
+
+    state: Any = _state  # celery-types declares neither _tls nor default_app
+    app = getattr(state._tls, "current_app", None) or state.default_app
+    return None if app is None or is_celery_fallback_app(app) else app
+
+
+def celery_bootstrap_hint() -> str:
+    """The usual Django bootstrap of a Celery app, named after the settings' package."""
+    # SETTINGS_MODULE is None under override_settings: the environment names it then.
+    module = str(
+        getattr(settings, "SETTINGS_MODULE", None)
+        or os.environ.get("DJANGO_SETTINGS_MODULE")
+        or "proj.settings"
+    )
+    package = module.split(".")[0] if "." in module else "proj"
+    return (
+        f"Create {package}/celery.py:\n"
+        "    import os\n"
+        "    from celery import Celery\n"
+        f'    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{module}")\n'
+        f'    app = Celery("{package}")\n'
+        '    app.config_from_object("django.conf:settings", namespace="CELERY")\n'
+        "    app.autodiscover_tasks()\n"
+        f"and load it in {package}/__init__.py:\n"
+        "    from .celery import app as celery_app"
+    )
+
+
+def _check_celery_app() -> list[checks.CheckMessage]:
+    app = configured_celery_app()
+    if app is None:
         return [
-            _error(
-                7,
-                f"{SETTING_NAME}['DISPATCH'] is {mode!r}; choose one of {', '.join(DISPATCH_MODES)}.",
-                _did_you_mean(str(mode), DISPATCH_MODES),
+            _warning(
+                1,
+                f"{SETTING_NAME}['DISPATCH'] is 'celery' but no Celery app is set up in this "
+                "process: the delivery task would go to Celery's fallback app, which ignores "
+                "the CELERY_* settings, and events would stay pending without an error.",
+                celery_bootstrap_hint(),
             )
         ]
-    if mode == "celery" and importlib.util.find_spec("celery") is None:
+    broker_hint = (
+        "Set CELERY_BROKER_URL in settings (read by app.config_from_object("
+        '"django.conf:settings", namespace="CELERY")) or in the environment, e.g. '
+        'CELERY_BROKER_URL = "redis://127.0.0.1:6379/0".'
+    )
+    try:
+        eager = bool(app.conf.task_always_eager)
+        broker = app.conf.broker_url  # the environment's CELERY_BROKER_URL comes first
+    except Exception as exc:  # the app's own configuration does not load
         return [
-            _error(
-                8,
-                f"{SETTING_NAME}['DISPATCH'] is 'celery' but Celery is not installed.",
-                "pip install 'tracking-adapter[celery]'",
+            _warning(
+                2,
+                f"{SETTING_NAME}['DISPATCH'] is 'celery' but the configuration of the Celery "
+                f"app {app.main!r} cannot be read: {exc!r}.",
+                broker_hint,
+            )
+        ]
+    if not eager and not broker:
+        return [
+            _warning(
+                2,
+                f"{SETTING_NAME}['DISPATCH'] is 'celery' but the Celery app {app.main!r} has "
+                "no broker URL: it would publish to Celery's default, amqp://guest@localhost//.",
+                broker_hint,
             )
         ]
     return []

@@ -17,8 +17,8 @@ DEFAULTS: dict[str, Any] = {
     # Alias ("thrivestack", "segment", "console", "file", "memory") or dotted path.
     "SINK": "console",
     "SINK_OPTIONS": {},
-    # "inline" sends on commit in-process; "worker" leaves it to manage.py deliver_events;
-    # "celery" enqueues a task on commit.
+    # A django_app.dispatchers alias or dotted path: "inline" sends on commit in-process;
+    # "worker" leaves it to manage.py deliver_events; "celery" and "tasks" enqueue a task.
     "DISPATCH": "inline",
     "SOURCE": None,
     # Properties never stored nor sent (privacy): names of enrichment_* or extra properties.
@@ -30,8 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 5.0,
     "RETRY": {},
     "CELERY_QUEUE": None,
-    # Seconds a commit waits for the Celery broker to take the delivery task (see tasks.py).
+    # Seconds a commit waits for a broker or queue to take the delivery task (nudge.py).
     "NUDGE_TIMEOUT": 0.1,
+    # DISPATCH "tasks": the backend of settings.TASKS, and the queue (None: its default).
+    "TASKS_BACKEND": "default",
+    "TASKS_QUEUE": None,
 }
 
 SOURCE_KEYS = (
@@ -46,7 +49,6 @@ SOURCE_KEYS = (
     "CONTEXT",
 )
 RETRY_KEYS = ("BASE_DELAY", "MAX_DELAY", "MAX_ATTEMPTS", "MAX_RETRY_AFTER")
-DISPATCH_MODES = ("inline", "worker", "celery")
 
 
 class AppSettings:

@@ -25,10 +25,11 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from django_app.conf import SETTING_NAME, app_settings
+from django_app.dispatchers import Dispatcher
 from django_app.models import Status
-from django_app.runtime import get_inline_sink, get_retry_policy, get_sink, secrets
+from django_app.runtime import get_dispatcher, get_retry_policy, get_sink, secrets
 from django_app.store import Claimed, get_store
-from tracking_adapter import UserEnrichedEvent
+from tracking_adapter import ConfigurationError, UserEnrichedEvent
 from tracking_adapter.security import redact
 from tracking_adapter.sinks import Outcome, Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
@@ -351,15 +352,19 @@ _buffer = threading.local()
 
 
 def request_delivery(row_ids: Iterable[int], *, using: str) -> None:
-    """After the current transaction commits, deliver (inline) or enqueue (celery)."""
-    mode = app_settings.DISPATCH
-    if mode == "worker":
+    """After the current transaction commits, hand the rows to the DISPATCH backend."""
+    try:
+        dispatcher = get_dispatcher()
+    except ConfigurationError as exc:
+        logger.error("%s; the events stay pending for manage.py deliver_events.", exc)
+        return
+    if not dispatcher.wants_commit_hook:
         return
     # Rows wait in a per-thread buffer; the first callback after a commit flushes all of
     # them in one delivery, the others find it empty. Ids of rows whose savepoint rolled
     # back may linger there: claiming skips ids that are not pending, so they cost nothing.
     _pending(using).extend(row_ids)
-    transaction.on_commit(lambda: _flush(mode, using), using=using)
+    transaction.on_commit(lambda: _flush(dispatcher, using), using=using)
 
 
 def _pending(using: str) -> list[int]:
@@ -368,25 +373,17 @@ def _pending(using: str) -> list[int]:
     return buffers.setdefault(using, [])
 
 
-def _flush(mode: str, using: str) -> None:
+def _flush(dispatcher: Dispatcher, using: str) -> None:
     pending = _pending(using)
     ids, pending[:] = list(pending), []
     if not ids:
         return
     try:
-        if mode == "inline":
-            # In the committing thread: the whole delivery, bisection included, has
-            # INLINE_TIMEOUT; what it could not send waits for the next run.
-            budget = float(app_settings.INLINE_TIMEOUT)
-            drain(sink=get_inline_sink(), ids=ids, using=using, budget=budget)
-        elif mode == "celery":
-            from django_app.tasks import enqueue_delivery
-
-            enqueue_delivery()
+        dispatcher.after_commit(ids, using)
     except Exception:
         logger.exception(
             "delivery after commit failed (%s dispatch); the %d event(s) stay pending for the "
             "next delivery run",
-            mode,
+            dispatcher.alias or type(dispatcher).__name__,
             len(ids),
         )

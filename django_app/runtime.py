@@ -7,7 +7,7 @@ with ``override_settings``), so the settings stay the single source of truth.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -16,6 +16,9 @@ from django_app.conf import SETTING_NAME, app_settings
 from django_app.source import Source, build_source
 from tracking_adapter.retry import RetryPolicy
 from tracking_adapter.sinks import Sink, create_sink
+
+if TYPE_CHECKING:
+    from django_app.dispatchers import Dispatcher
 
 _lock = threading.RLock()
 _cache: dict[str, Any] = {}
@@ -39,6 +42,15 @@ def get_sink() -> Sink:
             setting=f"{SETTING_NAME}['SINK']",
             options_setting=f"{SETTING_NAME}['SINK_OPTIONS']",
         ),
+    )
+
+
+def get_dispatcher() -> Dispatcher:
+    """The DISPATCH backend (``django_app.dispatchers``)."""
+    from django_app.dispatchers import dispatcher_class
+
+    return _cached(  # type: ignore[no-any-return]
+        "dispatcher", lambda: dispatcher_class(app_settings.DISPATCH)()
     )
 
 

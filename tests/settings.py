@@ -86,6 +86,12 @@ INSTALLED_APPS = [
 # command need the app; tests/django/test_monitoring.py skips without it, fails under CI.
 if importlib.util.find_spec("health_check") is not None:
     INSTALLED_APPS.append("health_check")
+
+# DISPATCH "tasks": the django-tasks backport (Django 5.2) and its database queue, whose
+# db_worker the tests start; without them those tests skip (fail under CI=true).
+if importlib.util.find_spec("django_tasks") and importlib.util.find_spec("django_tasks_db"):
+    INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from django_app import tasks
 from django_app.models import OutboxEvent, Status
+from django_app.nudge import Nudger
 from tests.core.raw_http import RawServer
 from tests.django.helpers import make_profile, thrivestack_to
 
@@ -42,8 +43,8 @@ def celery_app_on(url: str) -> Celery:
 
 
 @pytest.fixture
-def fresh_nudger(monkeypatch: pytest.MonkeyPatch) -> tasks.Nudger:
-    nudger = tasks.Nudger()
+def fresh_nudger(monkeypatch: pytest.MonkeyPatch) -> Nudger:
+    nudger = Nudger(tasks.nudger.what, tasks.SWEEP_HINT)
     monkeypatch.setattr(tasks, "nudger", nudger)
     return nudger
 
@@ -78,7 +79,7 @@ def timed_saves(count: int) -> list[float]:
 
 @pytest.mark.parametrize("broker_app", ["hung", "refused"], indirect=True)
 def test_saves_are_not_held_by_a_broker_that_hangs_or_refuses(
-    settings: Any, receiver: Any, broker_app: Celery, fresh_nudger: tasks.Nudger
+    settings: Any, receiver: Any, broker_app: Celery, fresh_nudger: Nudger
 ) -> None:
     settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="celery")
     durations = timed_saves(5)
@@ -91,7 +92,7 @@ def test_saves_are_not_held_by_a_broker_that_hangs_or_refuses(
 def test_a_refused_broker_is_logged_once_with_what_to_do(
     settings: Any,
     receiver: Any,
-    fresh_nudger: tasks.Nudger,
+    fresh_nudger: Nudger,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from celery import _state
@@ -116,7 +117,7 @@ def test_a_refused_broker_is_logged_once_with_what_to_do(
     assert "deliver_events" in failures[0].getMessage()
 
 
-def test_a_hung_publish_folds_later_nudges_into_one(fresh_nudger: tasks.Nudger) -> None:
+def test_a_hung_publish_folds_later_nudges_into_one(fresh_nudger: Nudger) -> None:
     release = threading.Event()
     published: list[int] = []
 
@@ -127,7 +128,7 @@ def test_a_hung_publish_folds_later_nudges_into_one(fresh_nudger: tasks.Nudger) 
 
     started = time.monotonic()
     for _ in range(50):
-        fresh_nudger.nudge(Task(), {}, timeout=0.1)
+        fresh_nudger.nudge(Task().apply_async, timeout=0.1)
     held = time.monotonic() - started
     assert held < SAVE_BOUND  # the first waited 0.1 s; the other 49 did not wait
     release.set()
@@ -139,7 +140,7 @@ def test_a_hung_publish_folds_later_nudges_into_one(fresh_nudger: tasks.Nudger) 
 
 
 def test_a_forked_child_nudges_on_its_own_even_if_forked_mid_publish(
-    fresh_nudger: tasks.Nudger,
+    fresh_nudger: Nudger,
 ) -> None:
     release = threading.Event()
 
@@ -151,13 +152,13 @@ def test_a_forked_child_nudges_on_its_own_even_if_forked_mid_publish(
         def apply_async(self, **options: Any) -> None:
             pass
 
-    fresh_nudger.nudge(HungTask(), {}, timeout=0.05)
+    fresh_nudger.nudge(HungTask().apply_async, timeout=0.05)
     assert fresh_nudger._in_flight_since is not None  # the parent's publish hangs
     pid = os.fork()
     if pid == 0:  # the child: the parent's thread does not exist here
         code = 1
         try:
-            code = 0 if fresh_nudger.nudge(Task(), {}, timeout=5) else 2
+            code = 0 if fresh_nudger.nudge(Task().apply_async, timeout=5) else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -166,7 +167,7 @@ def test_a_forked_child_nudges_on_its_own_even_if_forked_mid_publish(
 
 
 def test_an_eager_celery_app_delivers_in_the_committing_thread(
-    settings: Any, receiver: Any, fresh_nudger: tasks.Nudger
+    settings: Any, receiver: Any, fresh_nudger: Nudger
 ) -> None:
     from celery import _state
 
@@ -183,3 +184,28 @@ def test_an_eager_celery_app_delivers_in_the_committing_thread(
     assert receiver.item_count == 1  # already sent when the commit returned
     assert OutboxEvent.objects.get().status == Status.DELIVERED
     assert fresh_nudger._thread is None  # no background thread for eager apps
+
+
+def test_a_task_sent_through_celerys_fallback_app_is_logged_once(
+    settings: Any,
+    receiver: Any,
+    fresh_nudger: Nudger,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery import _state
+
+    monkeypatch.setattr(_state._tls, "current_app", None)
+    monkeypatch.setattr(_state, "default_app", None)  # as in a project without celery.py
+    monkeypatch.setattr(tasks, "_fallback_warned", False)
+    fallback = _state.get_current_app()
+    fallback.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # refused: never reached
+    settings.TRACKING_ADAPTER = thrivestack_to(receiver, DISPATCH="celery")
+    with caplog.at_level(logging.ERROR, logger="django_app.tasks"):
+        for city in ("Pune", "Delhi"):
+            with transaction.atomic():
+                make_profile(city=city)
+    warned = [r for r in caplog.records if "fallback app" in r.getMessage()]
+    assert len(warned) == 1
+    assert "from .celery import app as celery_app" in warned[0].getMessage()
+    assert OutboxEvent.objects.filter(status=Status.PENDING).count() == 2

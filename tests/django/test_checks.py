@@ -5,6 +5,12 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,6 +191,149 @@ def test_bad_dispatch(settings: Any, mode: Any) -> None:
 @pytest.mark.parametrize("mode", ["inline", "worker"])
 def test_good_dispatch(settings: Any, mode: str) -> None:
     assert errors_for(settings, config(DISPATCH=mode)) == []
+
+
+# -- DISPATCH "celery": an app of the project's own takes the task ------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_celery_app(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This process as if no Celery app had been created (restored afterwards)."""
+    from celery import _state
+
+    monkeypatch.setattr(_state._tls, "current_app", None)
+    monkeypatch.setattr(_state, "default_app", None)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    return _state
+
+
+def celery_messages(settings: Any, **changes: Any) -> list[checks.CheckMessage]:
+    settings.TRACKING_ADAPTER = config(DISPATCH="celery", **changes)
+    return check_settings()
+
+
+def test_celery_without_an_app_is_w001_with_the_bootstrap_and_creates_no_app(
+    settings: Any, no_celery_app: Any
+) -> None:
+    message = only(celery_messages(settings), "tracking_adapter.W001")
+    assert not message.is_serious()  # a warning: manage.py check still passes
+    assert "fallback" in message.msg
+    hint = message.hint or ""
+    assert "tests/celery.py" in hint  # named after the settings' package (tests.settings)
+    assert 'app.config_from_object("django.conf:settings", namespace="CELERY")' in hint
+    assert "from .celery import app as celery_app" in hint
+    # celery.current_app would have made up the fallback app; the check does not.
+    assert no_celery_app.default_app is None
+    assert no_celery_app._tls.current_app is None
+
+
+def test_celery_fallback_app_is_w001(settings: Any, no_celery_app: Any) -> None:
+    from django_app.checks import is_celery_fallback_app
+
+    fallback = no_celery_app.get_current_app()  # what a task sent now would go through
+    assert is_celery_fallback_app(fallback)
+    only(celery_messages(settings), "tracking_adapter.W001")
+
+
+def test_celery_with_the_projects_app_passes(settings: Any, no_celery_app: Any) -> None:
+    import tests.celery_app  # the usual bootstrap: an app made current and default
+
+    no_celery_app.default_app = tests.celery_app.app  # as on its first import
+    assert celery_messages(settings) == []
+    assert celery_messages(settings, CELERY_QUEUE="tracking") == []
+
+
+def celery_app_without_broker(**conf: Any) -> Any:
+    from celery import Celery
+
+    app = Celery("proj", set_as_current=False, fixups=[])  # fixups: never made the default
+    app.conf.update(conf)
+    return app
+
+
+def test_celery_app_without_a_broker_is_w002(settings: Any, no_celery_app: Any) -> None:
+    no_celery_app.default_app = celery_app_without_broker()
+    message = only(celery_messages(settings), "tracking_adapter.W002")
+    assert "'proj'" in message.msg
+    assert "amqp://guest@localhost//" in message.msg
+    assert "CELERY_BROKER_URL" in (message.hint or "")
+
+
+def test_celery_broker_from_the_environment_or_an_eager_app_passes(
+    settings: Any, no_celery_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_celery_app.default_app = celery_app_without_broker(task_always_eager=True)
+    assert celery_messages(settings) == []
+    no_celery_app.default_app = celery_app_without_broker()
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    assert celery_messages(settings) == []
+
+
+def test_celery_app_whose_configuration_fails_is_w002(settings: Any, no_celery_app: Any) -> None:
+    app = celery_app_without_broker()
+    app.config_from_object("tests.no_such_celery_config")  # read lazily: fails on first use
+    no_celery_app.default_app = app
+    message = only(celery_messages(settings), "tracking_adapter.W002")
+    assert "no_such_celery_config" in message.msg
+
+
+def readme_block(marker: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if marker in b]
+    return textwrap.dedent(block)
+
+
+def manage_py_check(tmp_path: Path, *, bootstrap: bool, broker: bool) -> str:
+    """``manage.py check`` in a new process of a project ``proj`` set up as the README says
+    (its celery.py and settings blocks), with or without the import in proj/__init__.py and
+    the broker URL."""
+    package = tmp_path / "proj"
+    package.mkdir()
+    (package / "celery.py").write_text(readme_block("# proj/celery.py"))
+    (package / "__init__.py").write_text(
+        readme_block("# proj/__init__.py") if bootstrap else '"""No Celery bootstrap."""\n'
+    )
+    celery_settings = readme_block("CELERY_BEAT_SCHEDULE")
+    if not broker:
+        celery_settings = re.sub(r"(?m)^CELERY_BROKER_URL = .*$", "", celery_settings)
+    (package / "settings.py").write_text("from tests.settings import *\n\n" + celery_settings)
+    env = {key: value for key, value in os.environ.items() if key != "CELERY_BROKER_URL"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="proj.settings",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr  # warnings never fail the check
+    return result.stdout + result.stderr
+
+
+def test_manage_py_check_passes_for_the_readme_celery_setup(tmp_path: Path) -> None:
+    output = manage_py_check(tmp_path, bootstrap=True, broker=True)
+    assert "System check identified no issues" in output, output
+
+
+def test_manage_py_check_warns_w001_when_the_celery_app_is_never_imported(
+    tmp_path: Path,
+) -> None:
+    output = manage_py_check(tmp_path, bootstrap=False, broker=True)
+    assert "tracking_adapter.W001" in output, output
+    assert "Create proj/celery.py" in output
+    assert "tracking_adapter.W002" not in output
+
+
+def test_manage_py_check_warns_w002_without_a_broker_url(tmp_path: Path) -> None:
+    output = manage_py_check(tmp_path, bootstrap=True, broker=False)
+    assert "tracking_adapter.W002" in output, output
+    assert "tracking_adapter.W001" not in output
 
 
 @pytest.mark.parametrize(

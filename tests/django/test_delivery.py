@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_app import dispatch
+from django_app.dispatchers import Dispatcher
 from django_app.models import OutboxEvent, Status
 from tests.django.helpers import make_profile, pending_rows, start_worker, thrivestack_to
 from tracking_adapter.receiver import Scripted
@@ -261,3 +262,29 @@ def test_two_workers_on_postgresql_deliver_5000_events_exactly_once(receiver):
     user_ids = [item["user_id"] for item in receiver.items]
     assert len(set(user_ids)) == 5000
     assert json.loads(json.dumps(receiver.items[0]))["event_name"] == "user_enriched"
+
+
+class RecordingDispatcher(Dispatcher):
+    """A dispatcher of the host's own, named by dotted path."""
+
+    calls: list[list[int]] = []
+
+    def after_commit(self, ids, using):
+        RecordingDispatcher.calls.append(list(ids))
+
+
+def test_a_dispatcher_of_your_own_gets_the_committed_rows_only(settings, receiver):
+    RecordingDispatcher.calls.clear()
+    settings.TRACKING_ADAPTER = thrivestack_to(
+        receiver, DISPATCH="tests.django.test_delivery.RecordingDispatcher"
+    )
+    with transaction.atomic():
+        make_profile(city="Pune")
+        make_profile(city="Delhi")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        make_profile(city="Nowhere")
+        raise RuntimeError("rolled back")
+    assert RecordingDispatcher.calls == [
+        list(OutboxEvent.objects.order_by("id").values_list("id", flat=True))
+    ]
+    assert receiver.item_count == 0  # delivery is the dispatcher's business
