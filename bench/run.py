@@ -129,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         help="backfill contenders to run",
     )
     parser.add_argument("--saves", type=int, default=2000, help="saves for the save-path part")
+    parser.add_argument(
+        "--engines",
+        default="deliver_events",
+        help=f"drain engines, comma-separated: {', '.join(DRAIN_ENGINES)}",
+    )
+    parser.add_argument("--workers", default="1,2", help="drain worker counts, comma-separated")
     parser.add_argument("--out", default=str(RESULTS / "latest.md"))
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
@@ -216,72 +222,191 @@ def run_backfill(
     return summary
 
 
+DRAIN_ENGINES = ("deliver_events", "celery", "db_worker")
+
+
 def run_drain(args: argparse.Namespace, receiver: Receiver, env: dict[str, str]) -> dict[str, Any]:
+    """N pending events drained by 1, 2, 4 workers of each engine: ``deliver_events --once``
+    processes, Celery workers (solo pool, Redis) and django-tasks-db ``db_worker``
+    processes. The clock starts once the workers are up (the Celery and db_worker runs
+    then enqueue one delivery task per worker, each re-enqueueing itself while rows are
+    due) and stops when no row is pending; the receiver counts distinct events and
+    duplicates."""
+    results: dict[str, Any] = {}
+    for engine in args.engines.split(","):
+        for workers in map(int, args.workers.split(",")):
+            _pending_outbox(env)
+            receiver.reset()
+            seconds = DRAINERS[engine](workers, env)
+            stats = receiver.stats()
+            results[f"{engine} x{workers}"] = {
+                "engine": engine,
+                "workers": workers,
+                "events_per_s": stats["distinct"] / seconds,
+                "delivered": stats["distinct"],
+                "duplicates": stats["duplicates"],
+                "seconds": seconds,
+            }
+            print(
+                f"  drain, {engine} x{workers}: {stats['distinct'] / seconds:,.0f} events/s, "
+                f"{stats['distinct']:,} delivered, {stats['duplicates']} duplicates",
+                flush=True,
+            )
+    return results
+
+
+def _pending_outbox(env: dict[str, str]) -> None:
+    """The outbox holds one pending, due row per profile (recorded, not sent)."""
     from django.db import connection
 
     from bench import seed
 
-    results: dict[str, Any] = {}
-    for workers in (1, 2):
-        seed.clear_outbox()
-        # Record the events without sending them: the outbox holds N pending rows.
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "django",
-                "backfill_user_enriched",
-                "--no-deliver",
-                "--verbosity",
-                "0",
-            ],
+    seed.clear_outbox()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "backfill_user_enriched",
+            "--no-deliver",
+            "--verbosity",
+            "0",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE django_app_outboxevent SET next_attempt_at = now(), claim_token = ''"
+        )
+
+
+def _pending_count() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM django_app_outboxevent WHERE status = 'pending'")
+        return int(cursor.fetchone()[0])
+
+
+def _wait_drained(processes: list[subprocess.Popen[str]], timeout: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _pending_count():
+        for process in processes:
+            if process.poll() is not None:
+                raise SystemExit(f"a worker exited early:\n{process.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise SystemExit("the drain did not finish")
+        time.sleep(0.05)
+
+
+def _start(command: list[str], env: dict[str, str], count: int) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+
+
+def _stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _drain_deliver_events(workers: int, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    processes = _start(
+        [sys.executable, "-m", "django", "deliver_events", "--once", "--batch-size", "1000"],
+        env,
+        workers,
+    )
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"deliver_events failed:\n{err[-3000:]}")
+    return time.perf_counter() - started
+
+
+def _drain_celery(workers: int, env: dict[str, str]) -> float:
+    from bench.celery_app import QUEUE, app
+
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(QUEUE)
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.celery_app",
+        "worker",
+        "--pool",
+        "solo",
+        "-Q",
+        QUEUE,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "WARNING",
+    ]
+    processes = [
+        subprocess.Popen(
+            [*command, "-n", f"bench{n}@%h"],
             cwd=ROOT,
             env=env,
-            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE django_app_outboxevent SET next_attempt_at = now(), claim_token = ''"
-            )
-        receiver.reset()
+        for n in range(workers)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=0.5)) < workers:
+            if time.monotonic() > deadline:
+                raise SystemExit("the Celery workers did not come up")
         started = time.perf_counter()
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "django",
-                    "deliver_events",
-                    "--once",
-                    "--batch-size",
-                    "1000",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(workers)
-        ]
-        for process in processes:
-            _, err = process.communicate()
-            if process.returncode:
-                raise SystemExit(f"deliver_events failed:\n{err[-3000:]}")
-        seconds = time.perf_counter() - started
-        stats = receiver.stats()
-        results[f"{workers}_worker"] = {
-            "events_per_s": stats["distinct"] / seconds,
-            "delivered": stats["distinct"],
-            "duplicates": stats["duplicates"],
-            "seconds": seconds,
-        }
-        print(
-            f"  drain with {workers} worker(s): {stats['distinct'] / seconds:,.0f} events/s, "
-            f"{stats['duplicates']} duplicates",
-            flush=True,
-        )
-    return results
+        for _ in range(workers):
+            app.send_task("django_app.deliver_outbox", queue=QUEUE)
+        _wait_drained(processes)
+        return time.perf_counter() - started
+    finally:
+        _stop(processes)
+
+
+def _drain_db_worker(workers: int, env: dict[str, str]) -> float:
+    from django_tasks_db.models import DBTaskResult
+
+    from django_app.django_tasks import configured_task
+
+    DBTaskResult.objects.all().delete()
+    processes = _start(
+        [sys.executable, "-m", "django", "db_worker", "--no-startup-delay", "--interval", "0.05"],
+        env,
+        workers,
+    )
+    try:
+        time.sleep(3)  # the workers import Django and poll; there is no ready signal
+        started = time.perf_counter()
+        for _ in range(workers):
+            configured_task().enqueue()
+        _wait_drained(processes)
+        return time.perf_counter() - started
+    finally:
+        _stop(processes)
+
+
+DRAINERS = {
+    "deliver_events": _drain_deliver_events,
+    "celery": _drain_celery,
+    "db_worker": _drain_db_worker,
+}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -328,13 +453,13 @@ def render(report: dict[str, Any]) -> str:
     if drain:
         lines += [
             "",
-            "| worker drain | events/s | delivered | duplicates |",
-            "|---|---:|---:|---:|",
+            "| drain | workers | events/s | seconds | delivered | duplicates |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
-        for name, row in drain.items():
+        for row in drain.values():
             lines.append(
-                f"| {name.replace('_', ' ')} | {row['events_per_s']:,.0f} | {row['delivered']:,} "
-                f"| {row['duplicates']:,} |"
+                f"| {row['engine']} | {row['workers']} | {row['events_per_s']:,.0f} "
+                f"| {row['seconds']:.1f} | {row['delivered']:,} | {row['duplicates']:,} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from example_project.settings import TRACKING_ADAPTER as EXAMPLE_TRACKING_ADAPTER
@@ -16,6 +17,10 @@ INSTALLED_APPS = [
     "django_app",
     "example_project.profiles",
 ]
+# The drain benchmark's db_worker engine: django-tasks-db's database queue.
+if importlib.util.find_spec("django_tasks") and importlib.util.find_spec("django_tasks_db"):
+    INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",

@@ -28,7 +28,7 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--n", "300", "--repeat", "1", "--saves", "200",
-         "--out", str(out)],
+         "--engines", "deliver_events,celery,db_worker", "--workers", "2", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -36,7 +36,8 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     for name in ("baseline-careful", "project", "project-1-process", "floor"):
         assert report["backfill"][name]["lost"] == 0, name
         assert report["backfill"][name]["duplicates"] == 0, name
-    assert report["drain"]["2_worker"]["delivered"] == 300
-    assert report["drain"]["2_worker"]["duplicates"] == 0
+    for engine in ("deliver_events", "celery", "db_worker"):
+        assert report["drain"][f"{engine} x2"]["delivered"] == 300, engine
+        assert report["drain"][f"{engine} x2"]["duplicates"] == 0, engine
     assert report["save"]["ratio"] > 0
     assert "| project |" in out.read_text()
