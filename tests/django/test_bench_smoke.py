@@ -13,6 +13,7 @@ from tests.django.helpers import REPO
 
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.redis,  # the Celery engine of the drain
     # The runner is a process of its own with bench/settings.py, always on psycopg 3: in
     # the psycopg2 pass it would only run the psycopg 3 pass's test again.
     pytest.mark.skipif(
