@@ -27,7 +27,8 @@ class TrackingAdapterConfig(AppConfig):
         # never by a failing save.
         for message in checks.check_settings():
             if message.is_serious():
-                logger.error("%s: %s (hint: %s)", message.id, message.msg, message.hint)
+                hint = f" (hint: {message.hint})" if message.hint else ""
+                logger.error("%s: %s%s", message.id, message.msg, hint)
 
 
 def _reconnect(*, setting: str, **_kwargs: Any) -> None:

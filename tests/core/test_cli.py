@@ -145,3 +145,22 @@ class TestValidateCommand:
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         assert "error(s) in 1 event(s)" in result.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # ``tracking-adapter schema | head -1``: head closes the pipe after one line.
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "tracking_adapter", "schema"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
+    assert writer.stdout is not None
+    writer.stdout.readline()
+    writer.stdout.close()  # the reader goes away before the schema is all written
+    _, err = writer.communicate(timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    assert b"BrokenPipeError" not in err
+    assert writer.returncode == 0

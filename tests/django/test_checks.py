@@ -607,3 +607,18 @@ def test_broken_sink_setting_never_breaks_a_save(
     assert Profile.objects.get(pk=profile.pk).city == "Pune"
     # The event is kept for delivery once the setting is fixed.
     assert OutboxEvent.objects.filter(status="pending").count() == 1
+
+
+def test_the_startup_log_shows_a_hint_only_when_there_is_one(settings, caplog) -> None:
+    from django.apps import apps as django_apps
+
+    settings.TRACKING_ADAPTER = config(DISPATCH="task")  # E007 has a hint; E001 has none
+    with caplog.at_level(logging.ERROR, logger="django_app"):
+        django_apps.get_app_config("django_app").ready()
+    settings.TRACKING_ADAPTER = ["not", "a", "dict"]
+    with caplog.at_level(logging.ERROR, logger="django_app"):
+        django_apps.get_app_config("django_app").ready()
+    lines = [r.getMessage() for r in caplog.records if "tracking_adapter.E0" in r.getMessage()]
+    assert any("E007" in line and "(hint: " in line for line in lines), lines
+    assert any("E001" in line for line in lines), lines
+    assert not any("(hint: None)" in line for line in lines), lines

@@ -84,6 +84,7 @@ def test_dry_run_deletes_nothing_and_reports_the_count(rows: dict[str, int]) -> 
     out = prune("--older-than", "7d", "--dry-run")
     assert remaining() == before
     assert "would delete 2 " in out
+    assert out.rstrip().endswith(" UTC")  # the cutoff says its time zone
 
 
 def test_dry_run_counts_what_a_real_run_deletes(rows: dict[str, int]) -> None:

@@ -43,12 +43,12 @@ class Command(BaseCommand):
         if options["dry_run"]:
             count = store.outbox().filter(status=Status.DELIVERED, delivered_at__lt=cutoff).count()
             self.stdout.write(
-                f"would delete {count} delivered event(s) older than {cutoff:%Y-%m-%d %H:%M}"
+                f"would delete {count} delivered event(s) older than {cutoff:%Y-%m-%d %H:%M %Z}"
             )
             return
         deleted = store.prune_delivered(cutoff, batch_size=options["batch_size"])
         self.stdout.write(
             self.style.SUCCESS(
-                f"deleted {deleted} delivered event(s) older than {cutoff:%Y-%m-%d %H:%M}"
+                f"deleted {deleted} delivered event(s) older than {cutoff:%Y-%m-%d %H:%M %Z}"
             )
         )
