@@ -42,11 +42,9 @@ Importing this module needs django-health-check; ``django_app`` itself never imp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from django.db import DatabaseError, connections, router
+from django.db import DatabaseError
 from django.utils.connection import ConnectionDoesNotExist
 
 try:
@@ -57,8 +55,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "django_app.health needs django-health-check 4.x: pip install 'tracking-adapter[health]'"
     ) from error
 
-from django_app.models import OutboxEvent, Status
-from django_app.status import DeliveryStatus, delivery_status
+from django_app.models import Status
+from django_app.status import DeliveryStatus, closed_after, delivery_status
 
 DEFAULT_MAX_LAG = timedelta(seconds=900)
 DEFAULT_MAX_DEAD = 0
@@ -87,7 +85,7 @@ class TrackingDelivery(HealthCheck):
 
     def run(self) -> None:
         try:
-            with _closed_after(self.alias):
+            with closed_after(self.alias):
                 status = delivery_status(self.alias)
         except ConnectionDoesNotExist as error:
             raise ServiceUnavailable("Database alias does not exist") from error
@@ -127,17 +125,3 @@ def _advice(status: DeliveryStatus, of: str, otherwise: str = "") -> str:
     ``advice_for``, never the error itself), else ``otherwise``."""
     advice = next((s.advice for s in status.last_errors if s.status == of), otherwise)
     return f" ({advice})" if advice else ""
-
-
-@contextmanager
-def _closed_after(alias: str | None) -> Iterator[None]:
-    """Close the connection afterwards if it was opened here (as Django's
-    ``temporary_connection`` does): django-health-check runs a synchronous check on a
-    thread of its own, where no request cycle closes or renews connections."""
-    connection = connections[alias or router.db_for_write(OutboxEvent)]
-    opened_here = connection.connection is None
-    try:
-        yield
-    finally:
-        if opened_here and not connection.in_atomic_block:
-            connection.close()

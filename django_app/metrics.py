@@ -35,10 +35,8 @@ import re
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
-from django.db import connections, router
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_safe
@@ -54,9 +52,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "django_app.metrics needs prometheus-client: pip install 'tracking-adapter[prometheus]'"
     ) from error
 
-from django_app.models import OutboxEvent
 from django_app.runtime import secrets
-from django_app.status import DeliveryStatus, delivery_status
+from django_app.status import DeliveryStatus, closed_after, delivery_status
 from tracking_adapter.security import redact
 
 logger = logging.getLogger("django_app")
@@ -120,7 +117,7 @@ class TrackingCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         try:
-            with _closed_after(self.using):
+            with closed_after(self.using):
                 status = delivery_status(self.using)
         except Exception:
             # One failing collector must not fail the whole scrape of a shared registry.
@@ -162,20 +159,6 @@ def _up(value: int | None) -> GaugeMetricFamily:
     if value is not None:
         family.add_metric([], value)
     return family
-
-
-@contextmanager
-def _closed_after(using: str | None) -> Iterator[None]:
-    """Close the connection afterwards if it was opened here (as Django's
-    ``temporary_connection`` does): a scrape of the default registry may run on
-    prometheus_client's own server thread, where no request cycle renews connections."""
-    connection = connections[using or router.db_for_write(OutboxEvent)]
-    opened_here = connection.connection is None
-    try:
-        yield
-    finally:
-        if opened_here and not connection.in_atomic_block:
-            connection.close()
 
 
 _lock = threading.Lock()

@@ -8,15 +8,19 @@ content, and redacts every error text it returns.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connections, router
 from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from django_app.models import Status
+from django_app.models import OutboxEvent, Status
 from django_app.runtime import secrets
 from django_app.store import get_store
 from tracking_adapter.security import redact
@@ -121,9 +125,24 @@ def advice_for(error: str) -> str:
         return "The collector asked to slow down: delivery waits as long as it asks."
     if "timed out" in text or "timeout" in text or "deadline" in text or "connect" in text:
         return "The collector is slow or unreachable: check the network and the endpoint."
-    if "5" in text[:4] or " 50" in text:
+    if re.search(r"\b5\d\d\b", text):  # an HTTP 5xx
         return "The collector failed: delivery retries with backoff."
     return "See the error; pending events are retried, dead ones need a requeue."
+
+
+@contextmanager
+def closed_after(using: str | None) -> Iterator[None]:
+    """Close the connection afterwards if it was opened here (as Django's
+    ``temporary_connection`` does): for callers on threads of their own (django-health-check
+    runs checks on one, prometheus_client may scrape on its server thread), where no
+    request cycle closes or renews connections."""
+    connection = connections[using or router.db_for_write(OutboxEvent)]
+    opened_here = connection.connection is None
+    try:
+        yield
+    finally:
+        if opened_here and not connection.in_atomic_block:
+            connection.close()
 
 
 def delivery_status(using: str | None = None, *, now: datetime | None = None) -> DeliveryStatus:
