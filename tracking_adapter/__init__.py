@@ -1,4 +1,5 @@
-"""tracking-adapter: ThriveStack's ``user_enriched`` event, its mapping, and its sinks.
+"""tracking-adapter: ThriveStack's ``user_enriched`` and ``group_enriched`` events, their
+mapping, and their sinks.
 
 This package is framework-agnostic (no Django import anywhere in it); the Django app lives in
 ``django_app``.
@@ -13,9 +14,16 @@ from tracking_adapter.errors import (
 from tracking_adapter.mapping import EventMapping, PropertyMap, resolve_path
 from tracking_adapter.schema import (
     EVENT_NAME,
+    EVENT_TYPES,
+    GROUP_EVENT_NAME,
+    GROUP_PROPERTY_NAMES,
     PROPERTY_NAMES,
+    EnrichedEvent,
     EnrichmentProperties,
+    GroupEnrichedEvent,
+    GroupEnrichmentProperties,
     UserEnrichedEvent,
+    event_type,
     format_timestamp,
 )
 
@@ -23,16 +31,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EVENT_NAME",
+    "EVENT_TYPES",
+    "GROUP_EVENT_NAME",
+    "GROUP_PROPERTY_NAMES",
     "PROPERTY_NAMES",
     "ConfigurationError",
+    "EnrichedEvent",
     "EnrichmentProperties",
     "EventMapping",
     "EventValidationError",
+    "GroupEnrichedEvent",
+    "GroupEnrichmentProperties",
     "MappingError",
     "PropertyMap",
     "TrackingAdapterError",
     "UserEnrichedEvent",
     "__version__",
+    "event_type",
     "format_timestamp",
     "resolve_path",
 ]

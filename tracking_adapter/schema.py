@@ -1,9 +1,16 @@
-"""The ``user_enriched`` event (ThriveStack's spec) as pydantic models, and its wire forms.
+"""ThriveStack's enrichment events as pydantic models, and their wire forms.
+
+Two kinds share one envelope (``user_id``, ``group_id``, ``properties``, ``timestamp``,
+``context``, ``message_id``): ``user_enriched`` (the subject is the user) and
+``group_enriched`` (the subject is the account; ``user_id`` is the user it is attributed
+to). A third kind is a subclass of ``EnrichedEvent`` naming its event, its properties model
+and its subject, registered in ``EVENT_TYPES``.
 
 Input is forgiving in the ways real data needs (the spec's own samples spell the event
 ``event`` and put ``group_id`` inside ``context``; the current API spells it ``event_name``),
 output is exact: ``to_thrivestack()`` is the ``/track`` item, ``to_segment()`` the Segment
-track message.
+track message. Each property's kind (``Text``, ``TextList``, ``Count``, ...) carries both its
+validation and its JSON Schema, so ``wire_schema`` prints exactly what the model accepts.
 """
 
 from __future__ import annotations
@@ -16,19 +23,21 @@ import re
 import sys
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 EVENT_NAME = "user_enriched"
+GROUP_EVENT_NAME = "group_enriched"
 MESSAGE_ID_MAX_LENGTH = 100  # Segment's limit; ThriveStack has none.
 
 # uuid5 namespace for derived message ids; fixed forever so ids stay stable across releases.
@@ -65,10 +74,54 @@ PROPERTY_DESCRIPTIONS: dict[str, str] = {
 }
 PROPERTY_NAMES: tuple[str, ...] = tuple(PROPERTY_DESCRIPTIONS)
 TEXT_PROPERTY_NAMES: tuple[str, ...] = tuple(n for n in PROPERTY_NAMES if n != "enrichment_phone")
-_TIMESTAMP_PROPERTY_NAMES = ("enrichment_active_at", "enrichment_inactive_at")
-_PLAIN_TEXT_PROPERTY_NAMES = tuple(
-    n for n in TEXT_PROPERTY_NAMES if n not in _TIMESTAMP_PROPERTY_NAMES
-)
+
+# spec/group_enriched.md's table, in its order.
+GROUP_PROPERTY_DESCRIPTIONS: dict[str, str] = {
+    "enrichment_annual_revenue": "Yearly revenue, as the provider states it.",
+    "enrichment_city": "The city of the headquarters.",
+    "enrichment_country": "The country of the headquarters.",
+    "enrichment_country_code": "The country code of the headquarters.",
+    "enrichment_crunchbase_handle": "The Crunchbase handle of the company.",
+    "enrichment_description": "A short description of the company.",
+    "enrichment_domain": "The company's primary web domain.",
+    "enrichment_domain_aliases": "The company's other domains.",
+    "enrichment_email_addresses": "The company's public email addresses.",
+    "enrichment_email_provider": "The company's email provider.",
+    "enrichment_employees": "The head count.",
+    "enrichment_employees_range": "The head-count band, like 51-100.",
+    "enrichment_facebook_handle": "The Facebook handle of the company.",
+    "enrichment_founder_year": "The year the company was founded.",
+    "enrichment_industry": "The industry.",
+    "enrichment_industry_group": "The industry group.",
+    "enrichment_legal_name": "The legal name.",
+    "enrichment_location": "The full address in one string.",
+    "enrichment_logo": "The URL of the logo.",
+    "enrichment_market_cap": "The market capitalisation.",
+    "enrichment_name": "The display name.",
+    "enrichment_phone": "The main phone number.",
+    "enrichment_phone_numbers": "All phone numbers.",
+    "enrichment_postal_code": "The postal code.",
+    "enrichment_raised": "The money raised.",
+    "enrichment_sector": "The sector.",
+    "enrichment_state": "The state or region.",
+    "enrichment_state_code": "The state code.",
+    "enrichment_street_address": "The street address.",
+    "enrichment_street_name": "The street name.",
+    "enrichment_street_number": "The street number.",
+    "enrichment_sub_industry": "The sub-industry.",
+    "enrichment_tags": "Tags.",
+    "enrichment_tech": "The technologies in use, in one string.",
+    "enrichment_tech_categories": "The technology categories.",
+    "enrichment_time_zone": "The time zone.",
+    "enrichment_traffic_rank": "The web traffic rank.",
+    "enrichment_twitter_handle": "The Twitter handle of the company.",
+    "enrichment_type": "The kind of company (private, public, ...).",
+    "group_type": "The kind of group in the product (account, team, workspace).",
+    "name": "The group's name in the product.",
+    "planId": "The id of the group's plan in the product.",
+    "planName": "The name of that plan.",
+}
+GROUP_PROPERTY_NAMES: tuple[str, ...] = tuple(GROUP_PROPERTY_DESCRIPTIONS)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -185,121 +238,161 @@ def check_json_compatible(value: Any, path: str, depth: int = 0) -> None:
     raise ValueError(f"{path}: a {_type_name(value)} cannot be sent as JSON")
 
 
-class EnrichmentProperties(BaseModel):
-    """The 25 ``enrichment_*`` properties of ``user_enriched``, plus any extra properties.
+# Rules stated once as patterns: the model's checks and the JSON Schema (wire_schema) use the
+# same text. Written for both Python's re and ECMA-262 ([0-9], not \d, which is Unicode in
+# Python; (?![\s\S]) for the end, since Python's $ also matches before a final newline).
+TEXT_PATTERN = "^[^\\u0000\\ud800-\\udfff]*$"
+ID_PATTERN = "^(?!\\s*$)[^\\u0000\\ud800-\\udfff]*$"
+TIMESTAMP_PATTERN = (
+    "^((?!0000)[0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    "([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:\\.([0-9]+))?"
+    "(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))(?![\\s\\S])"
+)
+_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+TIMESTAMP_EXAMPLE = "2023-11-02T00:30:08.276Z"
 
-    Text properties default to ``""`` and ``enrichment_phone`` to ``[]``; ``None`` from a
-    source becomes the default. ``enrichment_active_at``/``enrichment_inactive_at`` also take
-    a datetime, written in the spec's timestamp form. A single phone string becomes a
-    one-item list. Anything else of the wrong type is an error naming the property.
-    Extra properties are kept as given, and must be JSON-compatible.
-    """
+
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 date-time (``T``/``Z`` in either case, any offset, any fraction) → aware
+    datetime. Anything else is a ValueError saying what is expected."""
+    match = _TIMESTAMP_RE.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r:.80} is not an RFC 3339 date-time with a time zone (like {TIMESTAMP_EXAMPLE})"
+        )
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    offset = timedelta(0)
+    if sign:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        offset = -offset if sign == "-" else offset
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "")[:6].ljust(6, "0")),
+            tzinfo=timezone(offset) if offset else UTC,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{text!r:.80} is not a date-time: {exc}") from None
+
+
+@dataclass(frozen=True)
+class WireSchema:
+    """The JSON Schema of a property kind, kept beside its validator (in ``Annotated``)."""
+
+    schema: dict[str, Any]
+
+
+_TEXT_SCHEMA: dict[str, Any] = {"type": ["string", "null"], "pattern": TEXT_PATTERN}
+
+
+def _text_or_default(value: Any) -> Any:
+    if isinstance(value, str):
+        return _check_text(value)
+    if value is None:
+        return ""
+    raise ValueError(f"expected a string or null, got {_type_name(value)} {value!r:.80}")
+
+
+def _text_or_timestamp(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return _text_or_default(value)
+
+
+def _text_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [_check_text(value)] if value.strip() else []
+    if not isinstance(value, list | tuple):
+        raise ValueError(
+            f"expected a list of strings, a single string or null, got {_type_name(value)}"
+        )
+    items = []
+    for index, item in enumerate(value):
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            raise ValueError(f"item {index} must be a string, got {_type_name(item)} {item!r:.80}")
+        if item.strip():
+            items.append(_check_text(item))
+    return items
+
+
+def _count(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON does not tell 12 from 12.0, nor does JSON Schema
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer or null, got {_type_name(value)} {value!r:.80}")
+    if not _int_is_readable(value):
+        raise ValueError("an integer this large cannot be sent as JSON; send it as a string")
+    return value
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object or null, got {_type_name(value)}")
+    check_json_compatible(value, "object")
+    return copy.deepcopy(value)
+
+
+# The property kinds. A value of None (a source without the datum) becomes the kind's default.
+Text = Annotated[str, BeforeValidator(_text_or_default), WireSchema(_TEXT_SCHEMA)]
+"""A string; ``""`` when missing."""
+TextOrTimestamp = Annotated[str, BeforeValidator(_text_or_timestamp), WireSchema(_TEXT_SCHEMA)]
+"""A string; a datetime is written in the spec's timestamp form."""
+TextList = Annotated[
+    list[str],
+    BeforeValidator(_text_list),
+    WireSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": _TEXT_SCHEMA},
+                _TEXT_SCHEMA,
+            ]
+        }
+    ),
+]
+"""A list of strings; ``[]`` when missing; one string is a one-item list; blanks dropped."""
+Count = Annotated[int | None, BeforeValidator(_count), WireSchema({"type": ["integer", "null"]})]
+"""An integer; ``null`` when missing."""
+JsonObject = Annotated[
+    dict[str, Any] | None,
+    BeforeValidator(_json_object),
+    WireSchema(
+        {
+            "type": ["object", "null"],
+            "propertyNames": {"pattern": TEXT_PATTERN},
+            "additionalProperties": {"$ref": "#/$defs/json_value"},
+        }
+    ),
+]
+"""A JSON object; ``null`` when missing."""
+
+
+class PropertiesBase(BaseModel):
+    """What every event's properties share: kinds with defaults, extras kept as given (and
+    JSON-compatible), assignment validated, compact JSON serialised in Rust."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    enrichment_active_at: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_active_at"])
-    enrichment_avatar: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_avatar"])
-    enrichment_city: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_city"])
-    enrichment_country: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_country"])
-    enrichment_country_code: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_country_code"]
-    )
-    enrichment_email_provider: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_email_provider"]
-    )
-    enrichment_employment_domain: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_domain"]
-    )
-    enrichment_employment_name: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_name"]
-    )
-    enrichment_employment_role: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_role"]
-    )
-    enrichment_employment_seniority: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_seniority"]
-    )
-    enrichment_employment_sub_role: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_sub_role"]
-    )
-    enrichment_employment_title: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_employment_title"]
-    )
-    enrichment_facebook_handle: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_facebook_handle"]
-    )
-    enrichment_first_name: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_first_name"]
-    )
-    enrichment_full_name: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_full_name"])
-    enrichment_github_handle: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_github_handle"]
-    )
-    enrichment_inactive_at: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_inactive_at"]
-    )
-    enrichment_last_name: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_last_name"])
-    enrichment_linkedin_handle: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_linkedin_handle"]
-    )
-    enrichment_location: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_location"])
-    enrichment_phone: list[str] = Field(
-        default_factory=list, description=PROPERTY_DESCRIPTIONS["enrichment_phone"]
-    )
-    enrichment_state: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_state"])
-    enrichment_state_code: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_state_code"]
-    )
-    enrichment_time_zone: str = Field("", description=PROPERTY_DESCRIPTIONS["enrichment_time_zone"])
-    enrichment_twitter_handle: str = Field(
-        "", description=PROPERTY_DESCRIPTIONS["enrichment_twitter_handle"]
-    )
-
-    # Two validators rather than one taking ValidationInfo: building that object for each
-    # of 25 fields of every event is measurable on a backfill.
-    @field_validator(*_PLAIN_TEXT_PROPERTY_NAMES, mode="before")
-    @classmethod
-    def _text_or_default(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return _check_text(value)
-        if value is None:
-            return ""
-        raise ValueError(f"expected a string or null, got {_type_name(value)} {value!r:.80}")
-
-    @field_validator(*_TIMESTAMP_PROPERTY_NAMES, mode="before")
-    @classmethod
-    def _text_timestamp_or_default(cls, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return format_timestamp(value)
-        return cls._text_or_default(value)
-
-    @field_validator("enrichment_phone", mode="before")
-    @classmethod
-    def _phone_list(cls, value: Any) -> list[str]:
-        if value is None:
-            return []
-        if isinstance(value, str):
-            return [_check_text(value)] if value.strip() else []
-        if not isinstance(value, list | tuple):
-            raise ValueError(
-                f"expected a list of phone numbers, a single string or null, got {_type_name(value)}"
-            )
-        phones = []
-        for index, item in enumerate(value):
-            if item is None:
-                continue
-            if not isinstance(item, str):
-                raise ValueError(
-                    f"item {index} must be a phone number string, got {_type_name(item)} {item!r:.80}"
-                )
-            if item.strip():
-                phones.append(_check_text(item))
-        return phones
-
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EnrichmentProperties):
+        if not isinstance(other, PropertiesBase):
             return NotImplemented
-        return self.__dict__ == other.__dict__ and self.extra == other.extra
+        return (
+            type(self) is type(other)
+            and self.__dict__ == other.__dict__
+            and self.extra == other.extra
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -316,7 +409,7 @@ class EnrichmentProperties(BaseModel):
         state["_revision"] = state.get("_revision", 0) + 1
 
     @model_validator(mode="after")
-    def _extras_are_json(self) -> EnrichmentProperties:
+    def _extras_are_json(self) -> PropertiesBase:
         extra = self.__pydantic_extra__
         if extra:
             for name, value in extra.items():
@@ -335,20 +428,130 @@ class EnrichmentProperties(BaseModel):
         return self.__pydantic_serializer__.to_json(self)
 
     def to_wire(self) -> dict[str, Any]:
-        """The properties object as sent: the 25 in the spec's order, then extras as given."""
-        wire: dict[str, Any] = {name: getattr(self, name) for name in PROPERTY_NAMES}
-        wire["enrichment_phone"] = list(self.enrichment_phone)
+        """The properties object as sent: the spec's in its order, then extras as given."""
+        values = self.__dict__
+        wire: dict[str, Any] = {
+            name: copy.deepcopy(values[name])
+            if isinstance(values[name], list | dict)
+            else values[name]
+            for name in type(self).model_fields
+        }
         wire.update(copy.deepcopy(self.__pydantic_extra__ or {}))
         return wire
 
     def is_blank(self) -> bool:
-        """True when every property is empty: ``""``, ``[]`` or an empty extra."""
+        """True when every property is empty: ``""``, ``[]``, ``null`` or an empty extra."""
         return not any(self.__dict__.values()) and not any((self.__pydantic_extra__ or {}).values())
 
     @property
     def extra(self) -> dict[str, Any]:
-        """The extra (non-``enrichment_*``-spec) properties."""
+        """The extra properties (those the spec does not name)."""
         return dict(self.__pydantic_extra__ or {})
+
+
+_U = PROPERTY_DESCRIPTIONS  # short names for the field declarations below
+_G = GROUP_PROPERTY_DESCRIPTIONS
+
+
+class EnrichmentProperties(PropertiesBase):
+    """The 25 ``enrichment_*`` properties of ``user_enriched``, plus any extra properties.
+
+    Text properties default to ``""`` and ``enrichment_phone`` to ``[]``; ``None`` from a
+    source becomes the default. ``enrichment_active_at``/``enrichment_inactive_at`` also take
+    a datetime, written in the spec's timestamp form. A single phone string becomes a
+    one-item list. Anything else of the wrong type is an error naming the property.
+    Extra properties are kept as given, and must be JSON-compatible.
+    """
+
+    enrichment_active_at: TextOrTimestamp = Field("", description=_U["enrichment_active_at"])
+    enrichment_avatar: Text = Field("", description=_U["enrichment_avatar"])
+    enrichment_city: Text = Field("", description=_U["enrichment_city"])
+    enrichment_country: Text = Field("", description=_U["enrichment_country"])
+    enrichment_country_code: Text = Field("", description=_U["enrichment_country_code"])
+    enrichment_email_provider: Text = Field("", description=_U["enrichment_email_provider"])
+    enrichment_employment_domain: Text = Field("", description=_U["enrichment_employment_domain"])
+    enrichment_employment_name: Text = Field("", description=_U["enrichment_employment_name"])
+    enrichment_employment_role: Text = Field("", description=_U["enrichment_employment_role"])
+    enrichment_employment_seniority: Text = Field(
+        "", description=_U["enrichment_employment_seniority"]
+    )
+    enrichment_employment_sub_role: Text = Field(
+        "", description=_U["enrichment_employment_sub_role"]
+    )
+    enrichment_employment_title: Text = Field("", description=_U["enrichment_employment_title"])
+    enrichment_facebook_handle: Text = Field("", description=_U["enrichment_facebook_handle"])
+    enrichment_first_name: Text = Field("", description=_U["enrichment_first_name"])
+    enrichment_full_name: Text = Field("", description=_U["enrichment_full_name"])
+    enrichment_github_handle: Text = Field("", description=_U["enrichment_github_handle"])
+    enrichment_inactive_at: TextOrTimestamp = Field("", description=_U["enrichment_inactive_at"])
+    enrichment_last_name: Text = Field("", description=_U["enrichment_last_name"])
+    enrichment_linkedin_handle: Text = Field("", description=_U["enrichment_linkedin_handle"])
+    enrichment_location: Text = Field("", description=_U["enrichment_location"])
+    enrichment_phone: TextList = Field(default_factory=list, description=_U["enrichment_phone"])
+    enrichment_state: Text = Field("", description=_U["enrichment_state"])
+    enrichment_state_code: Text = Field("", description=_U["enrichment_state_code"])
+    enrichment_time_zone: Text = Field("", description=_U["enrichment_time_zone"])
+    enrichment_twitter_handle: Text = Field("", description=_U["enrichment_twitter_handle"])
+
+
+class GroupEnrichmentProperties(PropertiesBase):
+    """The 43 properties of ``group_enriched`` (spec/group_enriched.md), plus any extras.
+
+    Strings default to ``""``, arrays to ``[]`` (one string is a one-item list), the
+    integers (``enrichment_employees``, ``enrichment_founder_year``) and the object
+    (``enrichment_domain_aliases``) to ``null``. ``enrichment_phone`` is one string here
+    (an array in ``user_enriched``); all the numbers are in ``enrichment_phone_numbers``.
+    """
+
+    enrichment_annual_revenue: Text = Field("", description=_G["enrichment_annual_revenue"])
+    enrichment_city: Text = Field("", description=_G["enrichment_city"])
+    enrichment_country: Text = Field("", description=_G["enrichment_country"])
+    enrichment_country_code: Text = Field("", description=_G["enrichment_country_code"])
+    enrichment_crunchbase_handle: Text = Field("", description=_G["enrichment_crunchbase_handle"])
+    enrichment_description: Text = Field("", description=_G["enrichment_description"])
+    enrichment_domain: Text = Field("", description=_G["enrichment_domain"])
+    enrichment_domain_aliases: JsonObject = Field(None, description=_G["enrichment_domain_aliases"])
+    enrichment_email_addresses: TextList = Field(
+        default_factory=list, description=_G["enrichment_email_addresses"]
+    )
+    enrichment_email_provider: Text = Field("", description=_G["enrichment_email_provider"])
+    enrichment_employees: Count = Field(None, description=_G["enrichment_employees"])
+    enrichment_employees_range: Text = Field("", description=_G["enrichment_employees_range"])
+    enrichment_facebook_handle: Text = Field("", description=_G["enrichment_facebook_handle"])
+    enrichment_founder_year: Count = Field(None, description=_G["enrichment_founder_year"])
+    enrichment_industry: Text = Field("", description=_G["enrichment_industry"])
+    enrichment_industry_group: Text = Field("", description=_G["enrichment_industry_group"])
+    enrichment_legal_name: Text = Field("", description=_G["enrichment_legal_name"])
+    enrichment_location: Text = Field("", description=_G["enrichment_location"])
+    enrichment_logo: Text = Field("", description=_G["enrichment_logo"])
+    enrichment_market_cap: Text = Field("", description=_G["enrichment_market_cap"])
+    enrichment_name: Text = Field("", description=_G["enrichment_name"])
+    enrichment_phone: Text = Field("", description=_G["enrichment_phone"])
+    enrichment_phone_numbers: TextList = Field(
+        default_factory=list, description=_G["enrichment_phone_numbers"]
+    )
+    enrichment_postal_code: Text = Field("", description=_G["enrichment_postal_code"])
+    enrichment_raised: Text = Field("", description=_G["enrichment_raised"])
+    enrichment_sector: Text = Field("", description=_G["enrichment_sector"])
+    enrichment_state: Text = Field("", description=_G["enrichment_state"])
+    enrichment_state_code: Text = Field("", description=_G["enrichment_state_code"])
+    enrichment_street_address: Text = Field("", description=_G["enrichment_street_address"])
+    enrichment_street_name: Text = Field("", description=_G["enrichment_street_name"])
+    enrichment_street_number: Text = Field("", description=_G["enrichment_street_number"])
+    enrichment_sub_industry: Text = Field("", description=_G["enrichment_sub_industry"])
+    enrichment_tags: TextList = Field(default_factory=list, description=_G["enrichment_tags"])
+    enrichment_tech: Text = Field("", description=_G["enrichment_tech"])
+    enrichment_tech_categories: TextList = Field(
+        default_factory=list, description=_G["enrichment_tech_categories"]
+    )
+    enrichment_time_zone: Text = Field("", description=_G["enrichment_time_zone"])
+    enrichment_traffic_rank: Text = Field("", description=_G["enrichment_traffic_rank"])
+    enrichment_twitter_handle: Text = Field("", description=_G["enrichment_twitter_handle"])
+    enrichment_type: Text = Field("", description=_G["enrichment_type"])
+    group_type: Text = Field("", description=_G["group_type"])
+    name: Text = Field("", description=_G["name"])
+    planId: Text = Field("", description=_G["planId"])
+    planName: Text = Field("", description=_G["planName"])
 
 
 def _identifier(value: Any, field: str) -> str:
@@ -356,6 +559,8 @@ def _identifier(value: Any, field: str) -> str:
         raise ValueError("missing: the mapped value is None")
     if isinstance(value, bool):
         raise ValueError(f"expected a string id, got bool {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON does not tell 12 from 12.0, nor does JSON Schema
     if isinstance(value, int | uuid.UUID):
         value = str(value)
     if not isinstance(value, str):
@@ -376,42 +581,71 @@ def _private_state(model: BaseModel) -> dict[str, Any]:
     return private
 
 
-def _same_key(cached: tuple[str, EnrichmentProperties, int], key: tuple[Any, ...]) -> bool:
+def _same_key(cached: tuple[str, PropertiesBase, int], key: tuple[Any, ...]) -> bool:
     """The same group, the same properties *object* (held by the cache, so its id cannot be
     reused by a new one) at the same revision."""
     return cached[1] is key[1] and cached[2] == key[2] and cached[0] == key[0]
 
 
 _WIRE_FORM_KEYS = frozenset(("event", "event_name", "type", "userId", "messageId"))
+_GROUP_ID_KEYS = ("group_id", "groupId")  # inside context
 
 
-class UserEnrichedEvent(BaseModel):
-    """One ``user_enriched`` event.
+EVENT_TYPES: dict[str, type[EnrichedEvent]] = {}
+"""Every event kind by its name, filled as each ``EnrichedEvent`` subclass is defined."""
+
+
+def event_type(name: str) -> type[EnrichedEvent]:
+    """The event class called ``name``; an unknown name is an error listing the known ones."""
+    try:
+        return EVENT_TYPES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown event {name!r:.80}; known: {', '.join(sorted(EVENT_TYPES))}"
+        ) from None
+
+
+class EnrichedEvent(BaseModel):
+    """What every enrichment event shares: the envelope, its validation and its wire forms.
 
     ``timestamp`` is stored in UTC to the millisecond (the wire's precision, so an event
     survives a round trip through its wire form unchanged); a naive datetime is taken to be
-    UTC. ``message_id`` defaults to an id derived from the user id, group id, properties and
-    timestamp, so the same enrichment always gets the same id and a resend is deduplicated
-    by Segment-compatible collectors.
+    UTC, a string must be an RFC 3339 date-time. ``message_id`` defaults to an id derived
+    from the subject, the content and the timestamp, so the same enrichment always gets the
+    same id and a resend is deduplicated by Segment-compatible collectors.
+
+    A subclass names ``EVENT_NAME``, ``SUBJECT_FIELD`` (the id the event is about: its
+    ledger key) and declares ``properties`` with its properties model.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    EVENT_NAME: ClassVar[str]
+    SUBJECT_FIELD: ClassVar[str]
+    PROPERTIES_MODEL: ClassVar[type[PropertiesBase]]
 
     # Private state, in _private_state(): "_derived_id" (the derived message id, to tell it
     # from one the caller chose) and the serialisations computed once and reused
     # ("_content_hash", "_properties_json", "_timestamp_text", each keyed by what it
     # depends on).
 
-    user_id: str = Field(description="The unique identifier of the user.")
-    group_id: str = Field(description="The unique identifier of the user's account.")
-    properties: EnrichmentProperties = Field(default_factory=EnrichmentProperties)
+    user_id: str
+    group_id: str
+    properties: Any = None  # declared again, with its model, by each event kind
     timestamp: datetime = Field(
         default_factory=lambda: datetime.now(UTC),
         validate_default=True,
-        description="When the enrichment happened (ISO-8601; naive means UTC).",
+        description="When the enrichment happened (RFC 3339; a naive datetime means UTC).",
     )
     context: dict[str, Any] = Field(default_factory=dict)
     message_id: str = Field("", max_length=MESSAGE_ID_MAX_LENGTH)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "EVENT_NAME" in cls.__dict__:
+            cls.PROPERTIES_MODEL = cls.model_fields["properties"].annotation  # type: ignore[assignment]
+            EVENT_TYPES[cls.EVENT_NAME] = cls
 
     @model_validator(mode="before")
     @classmethod
@@ -421,13 +655,13 @@ class UserEnrichedEvent(BaseModel):
             return data
         context = data.get("context")
         if data.keys().isdisjoint(_WIRE_FORM_KEYS) and not (
-            isinstance(context, Mapping) and ("group_id" in context or "groupId" in context)
+            isinstance(context, Mapping) and not context.keys().isdisjoint(_GROUP_ID_KEYS)
         ):
             return data  # already in this model's own form (what mappings build)
         data = dict(data)
         for key in ("event", "event_name"):
-            if key in data and (name := data.pop(key)) != EVENT_NAME:
-                raise ValueError(f"{key} is {name!r:.80}, but it must be {EVENT_NAME!r}")
+            if key in data and (name := data.pop(key)) != cls.EVENT_NAME:
+                raise ValueError(f"{key} is {name!r:.80}, but it must be {cls.EVENT_NAME!r}")
         if data.get("type") == "track":
             data.pop("type")
         for segment_key, key in (("userId", "user_id"), ("messageId", "message_id")):
@@ -436,22 +670,23 @@ class UserEnrichedEvent(BaseModel):
         context = data.get("context")
         if isinstance(context, Mapping):
             context = dict(context)
-            for key in ("group_id", "groupId"):
+            first = "at the top" if "group_id" in data else None
+            for key in _GROUP_ID_KEYS:
                 if key not in context:
                     continue
-                nested = context.pop(key)
-                top = data.setdefault("group_id", nested)
-                if top != nested:
+                if first is not None:
+                    # Refused even when equal: one place for the account, as the schema says.
                     raise ValueError(
-                        f"group_id is given twice with different values: {top!r} at the top "
-                        f"and {nested!r} in context.{key}"
+                        f"group_id is given twice, {first} and in context.{key}; give it once"
                     )
+                data["group_id"] = context.pop(key)
+                first = f"in context.{key}"
             data["context"] = context
         return data
 
     @field_validator("user_id", "group_id", mode="before")
     @classmethod
-    def _ids(cls, value: Any, info: ValidationInfo) -> str:
+    def _ids(cls, value: Any, info: Any) -> str:
         return _identifier(value, info.field_name or "id")
 
     @field_validator("message_id", mode="after")
@@ -472,16 +707,12 @@ class UserEnrichedEvent(BaseModel):
         if isinstance(value, datetime):
             return value
         if isinstance(value, date):
-            return datetime.combine(value, time(), tzinfo=UTC)
+            return datetime.combine(value, datetime.min.time(), tzinfo=UTC)
         if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value.strip())
-            except ValueError:
-                raise ValueError(
-                    f"{value!r:.80} is not an ISO-8601 date-time (like 2023-11-02T00:30:08.276Z)"
-                ) from None
+            return parse_timestamp(value)
         raise ValueError(
-            f"expected an ISO-8601 string or a datetime, got {_type_name(value)} {value!r:.80}"
+            f"expected an RFC 3339 date-time string (like {TIMESTAMP_EXAMPLE}) or a datetime, "
+            f"got {_type_name(value)} {value!r:.80}"
         )
 
     @field_validator("timestamp", mode="after")
@@ -503,7 +734,7 @@ class UserEnrichedEvent(BaseModel):
         )  # the event owns its context; later edits to the input don't leak in
 
     @model_validator(mode="after")
-    def _derive_message_id(self) -> UserEnrichedEvent:
+    def _derive_message_id(self) -> EnrichedEvent:
         if not self.message_id:
             derived = self.derive_message_id()
             # Straight into the field: BaseModel.__setattr__ costs more than deriving the id.
@@ -511,6 +742,11 @@ class UserEnrichedEvent(BaseModel):
             self.__pydantic_fields_set__.add("message_id")
             _private_state(self)["_derived_id"] = derived
         return self
+
+    @property
+    def subject_id(self) -> str:
+        """The id this event is about (the user, or the account): its ledger key."""
+        return str(self.__dict__[self.SUBJECT_FIELD])
 
     @property
     def has_default_message_id(self) -> bool:
@@ -523,23 +759,31 @@ class UserEnrichedEvent(BaseModel):
 
     def __eq__(self, other: object) -> bool:
         # Equal fields make equal events; the serialisation caches must not count.
-        if not isinstance(other, UserEnrichedEvent):
+        if not isinstance(other, EnrichedEvent):
             return NotImplemented
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
     __hash__ = None  # type: ignore[assignment]
 
-    def content_hash(self) -> str:
-        """SHA-256 of what the enrichment says (group and properties), not of when it was sent.
+    def _content_prefix(self) -> bytes:
+        """What besides the properties is content (not attribution) for this kind."""
+        return b""
 
-        Two events with the same content hash for the same user carry the same information;
-        the Django app's ledger uses this to send each change once.
+    def _id_scope(self) -> str:
+        """What the derived message id is scoped to, before the content and the time."""
+        return f"{self.EVENT_NAME}\x1f{self.subject_id}"
+
+    def content_hash(self) -> str:
+        """SHA-256 of what the enrichment says, not of when it was sent.
+
+        Two events with the same content hash for the same subject carry the same
+        information; the Django app's ledger uses this to send each change once.
         """
         key = self._cache_key()
         private = _private_state(self)
         cached: tuple[Any, str] | None = private.get("_content_hash")
         if cached is None or not _same_key(cached[0], key):
-            content = _json_bytes(self.group_id) + b"\x1f" + self.properties_json()
+            content = self._content_prefix() + self.properties_json()
             cached = private["_content_hash"] = (key, hashlib.sha256(content).hexdigest())
         return cached[1]
 
@@ -552,7 +796,7 @@ class UserEnrichedEvent(BaseModel):
             cached = private["_properties_json"] = (key, self.properties.to_json())
         return cached[1]
 
-    def _cache_key(self) -> tuple[str, EnrichmentProperties, int]:
+    def _cache_key(self) -> tuple[str, PropertiesBase, int]:
         properties = self.properties
         # Read the private dict directly: pydantic's attribute path for it is slow.
         revision = (properties.__pydantic_private__ or {}).get("_revision", 0)
@@ -577,7 +821,9 @@ class UserEnrichedEvent(BaseModel):
             (
                 b'{"user_id":',
                 _json_bytes(self.user_id),
-                b',"event_name":"user_enriched","properties":',
+                b',"event_name":',
+                _json_bytes(self.EVENT_NAME),
+                b',"properties":',
                 self.properties_json(),
                 b',"context":',
                 context,
@@ -608,8 +854,8 @@ class UserEnrichedEvent(BaseModel):
         )
 
     def derive_message_id(self) -> str:
-        """The stable default id: same user, content and time give the same id."""
-        key = f"{self.user_id}\x1f{self.content_hash()}\x1f{self.timestamp_text()}"
+        """The stable default id: same subject, content and time give the same id."""
+        key = f"{self._id_scope()}\x1f{self.content_hash()}\x1f{self.timestamp_text()}"
         digest = bytearray(hashlib.sha256(_NAMESPACE_BYTES + key.encode("utf-8")).digest()[:16])
         # Shaped as an RFC 9562 name-based (version 5) UUID, from SHA-256 rather than SHA-1.
         digest[6] = (digest[6] & 0x0F) | 0x50
@@ -621,7 +867,7 @@ class UserEnrichedEvent(BaseModel):
         """The ThriveStack ``/track`` item (the request body is an array of these)."""
         return {
             "user_id": self.user_id,
-            "event_name": EVENT_NAME,
+            "event_name": self.EVENT_NAME,
             "properties": self.properties.to_wire(),
             "context": {"group_id": self.group_id, **copy.deepcopy(self.context)},
             "timestamp": self.timestamp_text(),
@@ -632,9 +878,41 @@ class UserEnrichedEvent(BaseModel):
         return {
             "type": "track",
             "userId": self.user_id,
-            "event": EVENT_NAME,
+            "event": self.EVENT_NAME,
             "properties": self.properties.to_wire(),
             "context": {**copy.deepcopy(self.context), "groupId": self.group_id},
             "timestamp": self.timestamp_text(),
             "messageId": self.message_id,
         }
+
+
+class UserEnrichedEvent(EnrichedEvent):
+    """One ``user_enriched`` event: the user ``user_id`` (of the account ``group_id``) was
+    enriched."""
+
+    EVENT_NAME: ClassVar[str] = EVENT_NAME
+    SUBJECT_FIELD: ClassVar[str] = "user_id"
+
+    user_id: str = Field(description="The unique identifier of the user.")
+    group_id: str = Field(description="The unique identifier of the user's account.")
+    properties: EnrichmentProperties = Field(default_factory=EnrichmentProperties)
+
+    def _content_prefix(self) -> bytes:
+        # The user's account is part of what the enrichment says about the user.
+        return _json_bytes(self.group_id) + b"\x1f"
+
+    def _id_scope(self) -> str:
+        return self.user_id  # the first kind's ids, kept stable across releases
+
+
+class GroupEnrichedEvent(EnrichedEvent):
+    """One ``group_enriched`` event: the account ``group_id`` was enriched; ``user_id`` is
+    the user it is attributed to (ThriveStack requires one on every item) and is not part of
+    its content, so the same facts about an account are sent once whoever triggered them."""
+
+    EVENT_NAME: ClassVar[str] = GROUP_EVENT_NAME
+    SUBJECT_FIELD: ClassVar[str] = "group_id"
+
+    user_id: str = Field(description="The user the enrichment is attributed to.")
+    group_id: str = Field(description="The unique identifier of the account that was enriched.")
+    properties: GroupEnrichmentProperties = Field(default_factory=GroupEnrichmentProperties)
