@@ -17,42 +17,52 @@ from django_app.conf import app_settings
 from django_app.models import OutboxEvent
 from django_app.recording import safe_record
 from django_app.runtime import get_source
-from django_app.source import aware
+from django_app.source import aware, source_setting
 from django_app.store import Recorded
 from tracking_adapter import (
+    EVENT_NAME,
     ConfigurationError,
-    EnrichmentProperties,
+    EnrichedEvent,
     EventMapping,
     EventValidationError,
     UserEnrichedEvent,
+    event_type,
 )
 from tracking_adapter.mapping import extract
 from tracking_adapter.providers import get_preset
+from tracking_adapter.schema import PropertiesBase
 
 
 def build_event(
     instance: Any = None,
     *,
+    event: str = EVENT_NAME,
     properties: Mapping[str, Any] | None = None,
     provider: str | None = None,
     payload: Any = None,
     user_id: Any = None,
     group_id: Any = None,
     timestamp: datetime | None = None,
-) -> UserEnrichedEvent:
-    """The event for ``instance`` and/or explicit values; raises EventValidationError."""
-    source = get_source()
+) -> EnrichedEvent:
+    """The ``event`` for ``instance`` and/or explicit values; raises EventValidationError
+    (and ConfigurationError for an unknown event or provider)."""
+    try:
+        event_class = event_type(event)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    source = get_source(event)
     mapping: EventMapping | None = source.mapping if source is not None else None
     # EXCLUDE_PROPERTIES are left out before anything is validated: a bad value in one of
     # them must neither block the event nor be quoted in an error text, a log or the outbox.
     blanks = dict.fromkeys(excluded_properties())
     if provider is not None:
-        properties = get_preset(provider, setting="provider")(payload, **blanks).to_wire()
+        preset = get_preset(provider, setting="provider", event=event)
+        properties = preset(payload, **blanks).to_wire()
     if properties is None:
         if mapping is None or instance is None:
             raise ConfigurationError(
-                "user_enriched needs properties=, provider= and payload=, or an instance of "
-                "the model configured in TRACKING_ADAPTER['SOURCE']"
+                f"{event} needs properties=, provider= and payload=, or an instance of "
+                f"the model configured in {source_setting(event)}"
             )
         properties = _mapped_properties(mapping, instance, blanks)
     data: dict[str, Any] = {
@@ -70,7 +80,7 @@ def build_event(
             timestamp = extract(instance, mapping.timestamp)
     if timestamp is not None:
         data["timestamp"] = aware(timestamp)
-    return validate_event(data)
+    return validate_event(data, event_class=event_class)
 
 
 def excluded_properties() -> frozenset[str]:
@@ -87,7 +97,7 @@ def _mapped_properties(
         raw = source(instance, **blanks)
     else:
         raw = source(instance)
-    if isinstance(raw, EnrichmentProperties):
+    if isinstance(raw, PropertiesBase):
         return raw.to_wire()
     if isinstance(raw, Mapping):
         return raw
@@ -95,8 +105,11 @@ def _mapped_properties(
 
 
 def validate_event(
-    data: dict[str, Any], *, excluded: frozenset[str] | None = None
-) -> UserEnrichedEvent:
+    data: dict[str, Any],
+    *,
+    excluded: frozenset[str] | None = None,
+    event_class: type[EnrichedEvent] = UserEnrichedEvent,
+) -> EnrichedEvent:
     """Validate event data; errors become one EventValidationError naming every field.
 
     Properties listed in EXCLUDE_PROPERTIES (or ``excluded``, for a caller validating many
@@ -109,14 +122,14 @@ def validate_event(
         kept = {name: value for name, value in properties.items() if name not in excluded}
         data = {**data, "properties": kept}
     try:
-        event = UserEnrichedEvent.model_validate(data)
+        event = event_class.model_validate(data)
     except ValidationError as exc:
         raise EventValidationError.from_pydantic(exc) from None
     check_storable(event)
     return event
 
 
-def check_storable(event: UserEnrichedEvent) -> None:
+def check_storable(event: EnrichedEvent) -> None:
     """Ids that fit the outbox's columns: a longer one is refused by PostgreSQL (and, without
     a savepoint on the save path, would abort the host's transaction), so it is bad data,
     reported like any other, on every database alike."""
@@ -136,34 +149,53 @@ _ID_LIMITS = [
 
 
 def track_enrichment(
-    instance: Any = None, *, force: bool = False, skip_empty: bool = False, **values: Any
+    instance: Any = None,
+    *,
+    event: str = EVENT_NAME,
+    force: bool = False,
+    skip_empty: bool = False,
+    **values: Any,
 ) -> Recorded | None:
-    """Record the event for ``instance`` (and/or explicit values); never raises.
+    """Record ``event`` (``user_enriched`` unless told) for ``instance`` and/or explicit
+    values; never raises.
 
     Returns what was recorded, or None when it was skipped (unchanged content, invalid data
     kept as a dead row, or an error that was logged).
     """
 
-    def user_id() -> Any:
-        source = get_source()
-        if values.get("user_id") is not None or source is None or instance is None:
-            return values.get("user_id")
-        return extract(instance, source.mapping.user_id)
+    def ids() -> tuple[Any, Any]:
+        """The user and group ids as far as they can be read, for a dead row's columns."""
+        source = get_source(event)
+        found = []
+        for key in ("user_id", "group_id"):
+            value = values.get(key)
+            if value is None and source is not None and instance is not None:
+                value = _quietly(lambda key=key: extract(instance, getattr(source.mapping, key)))
+            found.append(value)
+        return found[0], found[1]
 
-    label = type(instance).__name__ if instance is not None else "user_enriched signal"
+    label = type(instance).__name__ if instance is not None else f"{event} signal"
     return safe_record(
-        lambda: build_event(instance, **values),
-        user_id=user_id,
+        lambda: build_event(instance, event=event, **values),
+        ids=ids,
+        event=event,
         source=label,
         force=force,
         skip_empty=skip_empty,
     )
 
 
-def track_many(instances: Iterable[Any], *, force: bool = False) -> int:
+def _quietly(getter: Any) -> Any:
+    try:
+        return getter()
+    except Exception:
+        return None
+
+
+def track_many(instances: Iterable[Any], *, event: str = EVENT_NAME, force: bool = False) -> int:
     """``track_enrichment`` for each instance; returns how many events were recorded."""
     recorded = 0
     for instance in instances:
-        result = track_enrichment(instance, force=force)
+        result = track_enrichment(instance, event=event, force=force)
         recorded += bool(result and result.created)
     return recorded

@@ -46,8 +46,8 @@ from django_app.models import LedgerEntry, OutboxEvent
 from django_app.recording import is_capturing, record_events
 from django_app.runtime import get_sink, secrets
 from django_app.source import Source, aware
-from django_app.store import Claimed, Lease, choose_events, get_store, subject_of
-from tracking_adapter import EventValidationError, MappingError, PropertyMap, UserEnrichedEvent
+from django_app.store import Claimed, Lease, choose_events, get_store, ledger_key, subject_of
+from tracking_adapter import EnrichedEvent, EventValidationError, MappingError, PropertyMap
 from tracking_adapter.security import redact
 from tracking_adapter.sinks import Outcome, Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
@@ -74,7 +74,7 @@ class BackfillOptions:
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
-    user_ids: Sequence[str] = ()
+    subject_ids: Sequence[str] = ()  # --user-id / --group-id: only these subjects
     force: bool = False
     deliver: bool = True
     dry_run: bool = False
@@ -186,8 +186,8 @@ class CheckedBatch:
     rows' snapshot. ``read_again`` is set when the two could not be read in one snapshot."""
 
     rows: int
-    events: list[UserEnrichedEvent]
-    ledger: dict[str, tuple[str, str]]
+    events: list[EnrichedEvent]
+    ledger: dict[tuple[str, str], tuple[str, str]]  # by ledger_key
     read_again: Callable[[], list[Any]] | None
 
 
@@ -195,14 +195,14 @@ class CheckedBatch:
 class SendBatch:
     """Events chosen to send, with what the ledger held for their users when chosen."""
 
-    events: list[UserEnrichedEvent]
+    events: list[EnrichedEvent]
     hashes: list[str]
     expected: list[str | None]  # each user's ledger message id then (None: no entry)
 
-    def ledger_entries(self) -> dict[str, tuple[str, str]]:
-        """The entries this batch writes once sent: ``subject -> (content_hash, message_id)``."""
+    def ledger_entries(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """The entries this batch writes once sent: ``ledger_key -> (content_hash, message_id)``."""
         return {
-            subject_of(e): (h, e.message_id) for e, h in zip(self.events, self.hashes, strict=True)
+            ledger_key(e): (h, e.message_id) for e, h in zip(self.events, self.hashes, strict=True)
         }
 
 
@@ -249,17 +249,18 @@ class Backfill:
             lookup = field_lookup(model, timestamp_path) if timestamp_path else None
             if lookup is None:
                 raise MappingError(
-                    "--since/--until filter on TRACKING_ADAPTER['SOURCE']['TIMESTAMP'], which "
+                    f"--since/--until filter on {self.source.setting}['TIMESTAMP'], which "
                     "must be set to a field path (like 'enriched_at')"
                 )
             if self.options.since:
                 queryset = queryset.filter(**{f"{lookup}__gte": self.options.since})
             if self.options.until:
                 queryset = queryset.filter(**{f"{lookup}__lt": self.options.until})
-        if self.options.user_ids and isinstance(self.source.mapping.user_id, str):
-            lookup = field_lookup(model, self.source.mapping.user_id)
+        subject_path = self.source.subject_path
+        if self.options.subject_ids and isinstance(subject_path, str):
+            lookup = field_lookup(model, subject_path)
             if lookup is not None:
-                queryset = queryset.filter(Q(**{f"{lookup}__in": list(self.options.user_ids)}))
+                queryset = queryset.filter(Q(**{f"{lookup}__in": list(self.options.subject_ids)}))
         if self.options.pk_range is not None:
             start, stop = self.options.pk_range
             queryset = queryset.filter(pk__gte=start)
@@ -267,9 +268,9 @@ class Backfill:
                 queryset = queryset.filter(pk__lt=stop)
         return queryset.order_by("pk")
 
-    def _filters_users_in_python(self) -> bool:
-        path = self.source.mapping.user_id
-        return bool(self.options.user_ids) and not (
+    def _filters_subjects_in_python(self) -> bool:
+        path = self.source.subject_path
+        return bool(self.options.subject_ids) and not (
             isinstance(path, str) and field_lookup(self.source.model, path) is not None
         )
 
@@ -391,19 +392,22 @@ class Backfill:
             rows: list[Any], again: Callable[[], list[Any]], consistent: bool
         ) -> CheckedBatch:
             events = self.build(rows)
-            ledger = get_store(using).read_ledger(map(subject_of, events), lock=False)
+            ledger = get_store(using).read_ledgers(events, lock=False)
             return CheckedBatch(len(rows), events, ledger, None if consistent else again)
 
         return self._walk(check, snapshot=True)
 
     # -- the run ------------------------------------------------------------------------
-    def build(self, rows: list[Any]) -> list[UserEnrichedEvent]:
+    def build(self, rows: list[Any]) -> list[EnrichedEvent]:
         """The events of these rows; invalid rows are counted (and listed) in the stats."""
         return self._build(rows, report=True)
 
-    def _build(self, rows: list[Any], *, report: bool) -> list[UserEnrichedEvent]:
+    def _build(self, rows: list[Any], *, report: bool) -> list[EnrichedEvent]:
         events = []
-        wanted = set(map(str, self.options.user_ids)) if self._filters_users_in_python() else None
+        wanted = (
+            set(map(str, self.options.subject_ids)) if self._filters_subjects_in_python() else None
+        )
+        event_class = self.source.event_class
         from_tuples = bool(rows) and isinstance(rows[0], tuple)
         names = list(self.source.mapping.properties.fields) if from_tuples else []  # type: ignore[attr-defined]
         context = dict(self.source.mapping.context)
@@ -421,17 +425,17 @@ class Backfill:
                     }
                     if has_timestamp and timestamp is not None:
                         data["timestamp"] = aware(timestamp)
-                    event = validate_event(data, excluded=excluded)
+                    event = validate_event(data, excluded=excluded, event_class=event_class)
                 else:
                     pk = row.pk
-                    event = build_event(row)
+                    event = build_event(row, event=self.source.event_name)
             except EventValidationError as exc:
                 if report:
                     self.stats.invalid += 1
                     if len(self.stats.invalid_rows) < MAX_INVALID_ROWS_LISTED:
                         self.stats.invalid_rows.append(f"pk={pk}: {exc}")
                 continue
-            if wanted is not None and event.user_id not in wanted:
+            if wanted is not None and event.subject_id not in wanted:
                 continue
             events.append(event)
         return events
@@ -507,10 +511,10 @@ class Backfill:
         )
         if indexes and checked.read_again is not None:
             rows_now = checked.read_again()
-            current = {subject_of(e): e.content_hash() for e in self._build(rows_now, report=False)}
-            indexes = [i for i in indexes if current.get(subject_of(events[i])) == hashes[i]]
+            current = {ledger_key(e): e.content_hash() for e in self._build(rows_now, report=False)}
+            indexes = [i for i in indexes if current.get(ledger_key(events[i])) == hashes[i]]
         chosen = [events[i] for i in indexes]
-        expected = [ledger[s][1] if (s := subject_of(e)) in ledger else None for e in chosen]
+        expected = [ledger[k][1] if (k := ledger_key(e)) in ledger else None for e in chosen]
         return SendBatch(chosen, [hashes[i] for i in indexes], expected)
 
     def _write_ledger(
@@ -525,12 +529,13 @@ class Backfill:
             for e, h, expected in zip(batch.events, batch.hashes, batch.expected, strict=True)
         ]
         store = get_store(using)
-        written = store.write_ledger_if_unchanged(entries, now)
+        kind = self.source.event_name
+        written = store.write_ledger_if_unchanged(entries, now, event=kind)
         self.stats.superseded += len(entries) - written
         if written == len(entries) or not needed:
             return list(needed)
         events = batch.events
-        held = store.read_ledger({subject_of(events[i]) for i in needed}, lock=False)
+        held = store.read_ledger({subject_of(events[i]) for i in needed}, event=kind, lock=False)
         return [
             i
             for i in needed
@@ -628,6 +633,7 @@ def split_pk_range(backfill: Backfill, parts: int) -> list[tuple[Any, Any]] | No
 
 
 def _child(
+    event: str,
     model: str | None,
     options: BackfillOptions,
     updates: Any,
@@ -637,11 +643,11 @@ def _child(
     import signal
 
     from django_app import runtime
-    from django_app.source import build_source
+    from django_app.source import build_source, source_configs
 
     runtime.reset()  # the parent's sink holds sockets that must not be shared across a fork
-    config = dict(app_settings.SOURCE)
-    source = build_source({**config, "MODEL": model}) if model else runtime.get_source()
+    config = dict(source_configs()[event])
+    source = build_source({**config, "MODEL": model}, event) if model else runtime.get_source(event)
     assert source is not None
     backfill = Backfill(source, options)
     signal.signal(signal.SIGINT, lambda *_: setattr(backfill, "stopping", True))
@@ -674,7 +680,8 @@ def run_parallel(backfill: Backfill, workers: int, model: str | None) -> Iterato
     for number, pk_range in enumerate(ranges):
         options = dataclasses.replace(backfill.options, pk_range=pk_range)
         process = context.Process(
-            target=_child, args=(backfill.source_label, options, updates, number)
+            target=_child,
+            args=(backfill.source.event_name, backfill.source_label, options, updates, number),
         )
         process.start()
         processes.append(process)

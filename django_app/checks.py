@@ -21,6 +21,9 @@
 | tracking_adapter.E018 | EXCLUDE_PROPERTIES, RETRY or a number setting is malformed |
 | tracking_adapter.E019 | the API/write key cannot be sent in an HTTP header (stray whitespace, say) |
 | tracking_adapter.E020 | LEASE_SECONDS leaves too little room for one request under the sink's deadline |
+| tracking_adapter.E021 | SOURCES is not a dict of event name to source, names an unknown event, or repeats SOURCE |
+
+E010 to E017 apply to every source: ``SOURCE`` and each entry of ``SOURCES``.
 | tracking_adapter.W001 | DISPATCH is celery but no Celery app is set up: Celery's fallback app would take the tasks |
 | tracking_adapter.W002 | DISPATCH is celery but the Celery app has no broker URL (or its configuration fails) |
 """
@@ -42,8 +45,8 @@ from django.utils.module_loading import import_string
 
 from django_app.conf import DEFAULTS, RETRY_KEYS, SETTING_NAME, SOURCE_KEYS
 from django_app.dispatchers import DISPATCHER_ALIASES, CeleryDispatcher, dispatcher_class
-from tracking_adapter import PROPERTY_NAMES, ConfigurationError
-from tracking_adapter.providers import PRESETS
+from tracking_adapter import EVENT_NAME, EVENT_TYPES, ConfigurationError, event_type
+from tracking_adapter.providers import PRESETS_BY_EVENT
 from tracking_adapter.security import check_endpoint, header_value_problem
 from tracking_adapter.sinks import SINK_ALIASES, create_sink, sink_class
 
@@ -87,7 +90,40 @@ def check_settings() -> list[checks.CheckMessage]:
     errors += _check_dispatch(config.get("DISPATCH", DEFAULTS["DISPATCH"]))
     errors += _check_tuning(config)
     if config.get("SOURCE"):
-        errors += _check_source(config["SOURCE"])
+        errors += _check_source(config["SOURCE"], EVENT_NAME, f"{SETTING_NAME}['SOURCE']")
+    errors += _check_sources(config)
+    return errors
+
+
+def _check_sources(config: dict[str, Any]) -> list[checks.CheckMessage]:
+    sources = config.get("SOURCES")
+    if not sources:
+        return []
+    where = f"{SETTING_NAME}['SOURCES']"
+    if not isinstance(sources, dict):
+        return [_error(21, f"{where} must be a dict of event name to source.")]
+    errors = []
+    for event, source in sources.items():
+        if event not in EVENT_TYPES:
+            errors.append(
+                _error(
+                    21,
+                    f"{where} has an unknown event {event!r}; known: "
+                    f"{', '.join(sorted(EVENT_TYPES))}.",
+                    _did_you_mean(str(event), EVENT_TYPES),
+                )
+            )
+        elif event == EVENT_NAME and config.get("SOURCE") and source:
+            errors.append(
+                _error(
+                    21,
+                    f"{SETTING_NAME}['SOURCE'] and {where}['{EVENT_NAME}'] are both set: "
+                    f"SOURCE is the {EVENT_NAME} entry.",
+                    "Keep one of the two.",
+                )
+            )
+        elif source:
+            errors += _check_source(source, event, f"{where}['{event}']")
     return errors
 
 
@@ -304,8 +340,7 @@ def _check_lease(sink: Any, config: dict[str, Any]) -> list[checks.CheckMessage]
     ]
 
 
-def _check_source(source: Any) -> list[checks.CheckMessage]:
-    where = f"{SETTING_NAME}['SOURCE']"
+def _check_source(source: Any, event: str, where: str) -> list[checks.CheckMessage]:
     if not isinstance(source, dict):
         return [_error(10, f"{where} must be a dict.")]
     errors = [
@@ -324,7 +359,7 @@ def _check_source(source: Any) -> list[checks.CheckMessage]:
             _error(
                 11,
                 f"{where}['MODEL'] is {label!r}, which is not an installed model.",
-                "Use 'app_label.ModelName' of the profile model that holds enrichment data.",
+                "Use 'app_label.ModelName' of the model that holds the enrichment data.",
             )
         )
     for key in ("USER_ID", "GROUP_ID"):
@@ -342,7 +377,9 @@ def _check_source(source: Any) -> list[checks.CheckMessage]:
     paths = [(key, source[key]) for key in ("USER_ID", "GROUP_ID", "TIMESTAMP") if source.get(key)]
     properties = source.get("PROPERTIES")
     if properties is not None:
-        errors += _check_property_names(properties, source.get("EXTRA_PROPERTIES") or [], where)
+        errors += _check_property_names(
+            properties, source.get("EXTRA_PROPERTIES") or [], where, event
+        )
         if isinstance(properties, dict):
             paths += [
                 (f"PROPERTIES']['{n}", p) for n, p in properties.items() if isinstance(p, str)
@@ -352,13 +389,14 @@ def _check_source(source: Any) -> list[checks.CheckMessage]:
         if not (isinstance(provider, list | tuple) and len(provider) == 2):
             errors.append(_error(16, f"{where}['PROVIDER'] must be [provider, payload path]."))
         else:
-            if provider[0] not in PRESETS:
+            presets = PRESETS_BY_EVENT.get(event, {})
+            if provider[0] not in presets:
                 errors.append(
                     _error(
                         16,
-                        f"{where}['PROVIDER'] names unknown provider {provider[0]!r}; "
-                        f"choose one of {', '.join(sorted(PRESETS))}.",
-                        _did_you_mean(str(provider[0]), PRESETS),
+                        f"{where}['PROVIDER'] names unknown provider {provider[0]!r} for "
+                        f"{event}; choose one of {', '.join(sorted(presets))}.",
+                        _did_you_mean(str(provider[0]), presets),
                     )
                 )
             paths.append(("PROVIDER", provider[1]))
@@ -382,20 +420,21 @@ def _check_source(source: Any) -> list[checks.CheckMessage]:
 
 
 def _check_property_names(
-    properties: Any, extras: list[str], where: str
+    properties: Any, extras: list[str], where: str, event: str
 ) -> list[checks.CheckMessage]:
     if not isinstance(properties, dict):
         return [_error(14, f"{where}['PROPERTIES'] must be a dict of property name to path.")]
+    names = list(event_type(event).PROPERTIES_MODEL.model_fields)
     errors = []
     for name in properties:
-        if name in PROPERTY_NAMES or name in extras:
+        if name in names or name in extras:
             continue
         errors.append(
             _error(
                 14,
-                f"{where}['PROPERTIES'] maps {name!r}, which is not one of the 25 enrichment "
-                "properties.",
-                _did_you_mean(str(name), PROPERTY_NAMES)
+                f"{where}['PROPERTIES'] maps {name!r}, which is not one of the {len(names)} "
+                f"properties of {event}.",
+                _did_you_mean(str(name), names)
                 or f"To send it as an extra property, add it to {where}['EXTRA_PROPERTIES'].",
             )
         )

@@ -20,7 +20,9 @@ DEFAULTS: dict[str, Any] = {
     # A django_app.dispatchers alias or dotted path: "inline" sends on commit in-process;
     # "worker" leaves it to manage.py deliver_events; "celery" and "tasks" enqueue a task.
     "DISPATCH": "inline",
+    # The user_enriched source; SOURCES maps any event name ("group_enriched") to its own.
     "SOURCE": None,
+    "SOURCES": {},
     # Properties never stored nor sent (privacy): names of enrichment_* or extra properties.
     "EXCLUDE_PROPERTIES": [],
     # Delivery tuning.

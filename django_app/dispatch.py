@@ -22,14 +22,13 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
-from pydantic import ValidationError
 
 from django_app.conf import SETTING_NAME, app_settings
 from django_app.dispatchers import Dispatcher
 from django_app.models import Status
 from django_app.runtime import get_dispatcher, get_retry_policy, get_sink, secrets
 from django_app.store import Claimed, get_store
-from tracking_adapter import ConfigurationError, UserEnrichedEvent
+from tracking_adapter import ConfigurationError, EnrichedEvent, event_type
 from tracking_adapter.security import redact
 from tracking_adapter.sinks import Outcome, Sink
 from tracking_adapter.sinks.base import Status as OutcomeStatus
@@ -94,7 +93,7 @@ def claim(
 def send_claimed(
     rows: Sequence[Claimed],
     sink: Sink,
-    events: Sequence[UserEnrichedEvent] | None = None,
+    events: Sequence[EnrichedEvent] | None = None,
 ) -> list[Outcome]:
     """Send the claimed rows through ``sink``; never raises.
 
@@ -112,9 +111,9 @@ def send_claimed(
                 )
                 continue
             try:
-                events.append(UserEnrichedEvent.model_validate(row.payload))
+                events.append(event_type(row.event).model_validate(row.payload))
                 positions.append(position)
-            except ValidationError as exc:
+            except ValueError as exc:  # pydantic's ValidationError, or an unknown kind
                 outcomes[position] = Outcome.rejected(f"stored payload is not a valid event: {exc}")
     if events:
         for position, outcome in zip(positions, send_events(events, sink), strict=True):
@@ -122,7 +121,7 @@ def send_claimed(
     return [outcome or Outcome.retry("no outcome") for outcome in outcomes]
 
 
-def send_events(events: Sequence[UserEnrichedEvent], sink: Sink) -> list[Outcome]:
+def send_events(events: Sequence[EnrichedEvent], sink: Sink) -> list[Outcome]:
     """One outcome per event, in order; never raises (a raising sink means: retry them all)."""
     try:
         result = sink.send(events)

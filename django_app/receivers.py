@@ -23,7 +23,7 @@ from django.db.models.signals import post_init, post_save
 
 from django_app.api import track_enrichment
 from django_app.runtime import get_source
-from django_app.signals import user_enriched
+from django_app.signals import SIGNALS
 
 _SNAPSHOT = "_tracking_adapter_snapshot"
 # Set while a save of the instance is not known to be committed: the snapshot can't be trusted.
@@ -31,10 +31,19 @@ _UNSETTLED = "_tracking_adapter_unsettled"
 _DISPATCH_UID = "django_app.source"
 
 
-def on_user_enriched(sender: Any, instance: Any = None, **kwargs: Any) -> None:
-    kwargs.pop("signal", None)
-    force = bool(kwargs.pop("force", False))
-    track_enrichment(instance, force=force, **kwargs)
+def _signal_receiver(event: str) -> Any:
+    def on_enriched(sender: Any, instance: Any = None, **kwargs: Any) -> None:
+        kwargs.pop("signal", None)
+        force = bool(kwargs.pop("force", False))
+        track_enrichment(instance, event=event, force=force, **kwargs)
+
+    on_enriched.__name__ = on_enriched.__qualname__ = f"on_{event}"
+    return on_enriched
+
+
+# Module-level so the signals' weak references keep them alive.
+_SIGNAL_RECEIVERS = {event: _signal_receiver(event) for event in SIGNALS}
+on_user_enriched = _SIGNAL_RECEIVERS["user_enriched"]
 
 
 _MUTABLE = (dict, list, set, bytearray)
@@ -49,10 +58,28 @@ def _snapshot(instance: models.Model, fields: frozenset[str]) -> dict[str, Any]:
     }
 
 
-def on_source_init(sender: type[models.Model], instance: models.Model, **_kwargs: Any) -> None:
-    source = get_source()
+def _keys(event: str) -> tuple[str, str]:
+    """Per event kind, so two sources on one model keep their own snapshots."""
+    return (
+        (_SNAPSHOT, _UNSETTLED)
+        if event == "user_enriched"
+        else (
+            f"{_SNAPSHOT}_{event}",
+            f"{_UNSETTLED}_{event}",
+        )
+    )
+
+
+def on_source_init(
+    sender: type[models.Model],
+    instance: models.Model,
+    *,
+    event: str = "user_enriched",
+    **_kwargs: Any,
+) -> None:
+    source = get_source(event)
     if source is not None and source.watched_fields is not None:
-        instance.__dict__[_SNAPSHOT] = _snapshot(instance, source.watched_fields)
+        instance.__dict__[_keys(event)[0]] = _snapshot(instance, source.watched_fields)
 
 
 def on_source_save(
@@ -62,21 +89,24 @@ def on_source_save(
     raw: bool = False,
     update_fields: frozenset[str] | None = None,
     using: str | None = None,
+    *,
+    event: str = "user_enriched",
     **_kwargs: Any,
 ) -> None:
     if raw:  # loaddata: fixtures are not enrichment
         return
-    source = get_source()
+    source = get_source(event)
     if source is None:
         return
+    snapshot_key, unsettled_key = _keys(event)
     saved_only = _attnames(sender, update_fields) if update_fields is not None else None
     target: models.Model = instance
     if source.watched_fields is not None:
         state = instance.__dict__
-        before = state.get(_SNAPSHOT)
+        before = state.get(snapshot_key)
         # An earlier save of this instance is uncommitted or was rolled back: the snapshot
         # may not be what the database holds, so neither skip nor merge with it.
-        unsettled = state.get(_UNSETTLED, False)
+        unsettled = state.get(unsettled_key, False)
         current = _snapshot(instance, source.watched_fields)
         if saved_only is not None and (unsettled or before is None):
             target = _reloaded(sender, instance, using)
@@ -93,19 +123,20 @@ def on_source_save(
             if stored != current:
                 target = _reloaded(sender, instance, using)  # don't report unsaved values
         # Remember it only once it is committed: after a rollback the change is still new.
-        state[_UNSETTLED] = True
-        transaction.on_commit(lambda: _settle(state, stored), using=using)
+        state[unsettled_key] = True
+        transaction.on_commit(lambda: _settle(state, stored, event), using=using)
         if not created and not unsettled and before == stored:
             return
     elif saved_only is not None:
         target = _reloaded(sender, instance, using)
-    track_enrichment(target, skip_empty=True)
+    track_enrichment(target, event=event, skip_empty=True)
 
 
-def _settle(state: dict[str, Any], stored: dict[str, Any]) -> None:
+def _settle(state: dict[str, Any], stored: dict[str, Any], event: str) -> None:
     """A save committed: the database holds ``stored`` (a later committed save may follow)."""
-    state[_SNAPSHOT] = stored
-    state.pop(_UNSETTLED, None)
+    snapshot_key, unsettled_key = _keys(event)
+    state[snapshot_key] = stored
+    state.pop(unsettled_key, None)
 
 
 def _attnames(model: type[models.Model], names: frozenset[str]) -> frozenset[str]:
@@ -123,30 +154,57 @@ def _reloaded(model: type[models.Model], instance: models.Model, using: str | No
     return model._base_manager.using(using).get(pk=instance.pk)
 
 
-_connected: list[type[models.Model]] = []
+# (model, dispatch uid, the receivers) of each connected source; the receivers are held
+# here because Django's signals keep only weak references to them.
+_connected: list[tuple[type[models.Model], str, Any, Any]] = []
+
+
+def _source_receivers(event: str) -> tuple[Any, Any]:
+    def on_init(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+        on_source_init(sender, instance, event=event, **kwargs)
+
+    def on_save(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+        on_source_save(sender, instance, event=event, **kwargs)
+
+    return on_init, on_save
 
 
 def connect() -> None:
     """Connect the receivers; called from AppConfig.ready() and when settings change.
 
-    A broken SOURCE setting connects nothing: ``manage.py check`` and the startup log
-    report it, and saves go on untouched.
+    A broken source setting connects nothing for that source: ``manage.py check`` and the
+    startup log report it, and saves go on untouched.
     """
-    user_enriched.connect(on_user_enriched, dispatch_uid="django_app.user_enriched")
+    for event, signal in SIGNALS.items():
+        signal.connect(_SIGNAL_RECEIVERS[event], dispatch_uid=f"django_app.{event}")
     disconnect_source()
+    sources = {}
+    for event in _configured_events():
+        try:
+            source = get_source(event)
+        except Exception:
+            continue
+        if source is not None:
+            sources[event] = source
+    for event, source in sources.items():
+        uid = _DISPATCH_UID if event == "user_enriched" else f"{_DISPATCH_UID}.{event}"
+        on_init, on_save = _source_receivers(event)
+        post_init.connect(on_init, sender=source.model, dispatch_uid=uid)
+        post_save.connect(on_save, sender=source.model, dispatch_uid=uid)
+        _connected.append((source.model, uid, on_init, on_save))
+
+
+def _configured_events() -> list[str]:
+    from django_app.source import source_configs
+
     try:
-        source = get_source()
+        return list(source_configs())
     except Exception:
-        return
-    if source is None:
-        return
-    post_init.connect(on_source_init, sender=source.model, dispatch_uid=_DISPATCH_UID)
-    post_save.connect(on_source_save, sender=source.model, dispatch_uid=_DISPATCH_UID)
-    _connected.append(source.model)
+        return []
 
 
 def disconnect_source() -> None:
     while _connected:
-        model = _connected.pop()
-        post_init.disconnect(sender=model, dispatch_uid=_DISPATCH_UID)
-        post_save.disconnect(sender=model, dispatch_uid=_DISPATCH_UID)
+        model, uid, _on_init, _on_save = _connected.pop()
+        post_init.disconnect(sender=model, dispatch_uid=uid)
+        post_save.disconnect(sender=model, dispatch_uid=uid)

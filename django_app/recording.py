@@ -21,20 +21,22 @@ from django_app.models import OutboxEvent
 from django_app.runtime import secrets
 from django_app.store import DuplicateMessageId, Lease, Recorded, get_store
 from tracking_adapter import (
+    EVENT_NAME,
     ConfigurationError,
+    EnrichedEvent,
     EventValidationError,
     MappingError,
-    UserEnrichedEvent,
+    event_type,
 )
 from tracking_adapter.security import redact
 
 logger = logging.getLogger("django_app")
 
 # Set by django_app.testing.capture_events(): events go to the list instead of the outbox.
-_capture: list[Callable[[UserEnrichedEvent], None]] = []
+_capture: list[Callable[[EnrichedEvent], None]] = []
 
 
-def apply_exclusions(event: UserEnrichedEvent) -> UserEnrichedEvent:
+def apply_exclusions(event: EnrichedEvent) -> EnrichedEvent:
     """Drop the properties the site chose never to store nor send (EXCLUDE_PROPERTIES).
 
     Events built by ``django_app.api`` are already without them; this covers events built
@@ -50,11 +52,11 @@ def apply_exclusions(event: UserEnrichedEvent) -> UserEnrichedEvent:
     kept = {k: v for k, v in wire.items() if k not in excluded}
     dropped = {"message_id", "properties"} if event.has_default_message_id else {"properties"}
     data = event.model_dump(exclude=dropped)
-    return UserEnrichedEvent.model_validate({**data, "properties": kept})
+    return type(event).model_validate({**data, "properties": kept})
 
 
 def record_event(
-    event: UserEnrichedEvent,
+    event: EnrichedEvent,
     *,
     force: bool = False,
     skip_empty: bool = False,
@@ -79,7 +81,7 @@ def record_event(
 
 
 def record_events(
-    events: Sequence[UserEnrichedEvent],
+    events: Sequence[EnrichedEvent],
     *,
     force: bool = False,
     skip_empty: bool = False,
@@ -95,7 +97,7 @@ def record_events(
     return get_store(using).record_many(events, force=force, skip_empty=skip_empty, lease=lease)
 
 
-def _captured(events: list[UserEnrichedEvent]) -> list[Recorded]:
+def _captured(events: list[EnrichedEvent]) -> list[Recorded]:
     for event in events:
         for capture in _capture:
             capture(event)
@@ -108,22 +110,37 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _column(value: Any) -> str:
+    return storable(str(value))[:255] if value not in (None, "") else "(unknown)"
+
+
 def record_invalid(
-    problem: EventValidationError, *, user_id: Any, source: str, using: str | None = None
+    problem: EventValidationError,
+    *,
+    user_id: Any,
+    source: str,
+    group_id: Any = None,
+    event: str = EVENT_NAME,
+    using: str | None = None,
 ) -> OutboxEvent:
     """Keep a dead row for data that could not become an event, so nothing vanishes silently."""
     text = storable(redact(f"{source}: invalid data, not sent: {problem}", secrets()))
-    user = storable(str(user_id))[:255] if user_id not in (None, "") else "(unknown)"
-    logger.warning("user_enriched for user %s not recorded: %s", user, text)
+    user, group = _column(user_id), _column(group_id)
+    subject_field = event_type(event).SUBJECT_FIELD
+    about = f"user {user}" if subject_field == "user_id" else f"account {group}"
+    logger.warning("%s for %s not recorded: %s", event, about, text)
     problems = [[storable(path), storable(msg)] for path, msg in problem.problems]
-    return get_store(using).record_invalid(user, problems, text)
+    return get_store(using).record_invalid(
+        user, problems, text, event=event, group_id=group if group_id is not None else ""
+    )
 
 
 def safe_record(
-    build: Callable[[], UserEnrichedEvent],
+    build: Callable[[], EnrichedEvent],
     *,
-    user_id: Callable[[], Any],
+    ids: Callable[[], tuple[Any, Any]],
     source: str,
+    event: str = EVENT_NAME,
     force: bool = False,
     skip_empty: bool = False,
 ) -> Recorded | None:
@@ -131,37 +148,42 @@ def safe_record(
     try:
         try:
             try:
-                event = build()
+                built = build()
             except RecursionError:
                 # Input shaped to exhaust the stack (a cycle, absurd nesting) that slipped
                 # past the schema's depth limit: bad data all the same, so a dead row.
                 raise EventValidationError([("(event)", "nested too deeply to validate")]) from None
         except EventValidationError as exc:
+            user_id, group_id = _quietly(ids) or (None, None)
             with transaction.atomic():
-                record_invalid(exc, user_id=_quietly(user_id), source=source)
+                record_invalid(exc, user_id=user_id, group_id=group_id, event=event, source=source)
             return None
-        return record_event(event, force=force, skip_empty=skip_empty)
+        return record_event(built, force=force, skip_empty=skip_empty)
     except DuplicateMessageId as exc:
         logger.error(
-            "user_enriched for %s not recorded: its message id is already in the outbox (%s). "
+            "%s for %s not recorded: its message id is already in the outbox (%s). "
             "Give each event its own message_id.",
+            event,
             source,
             exc,
         )
     except (MappingError, ConfigurationError) as exc:
         logger.error(
-            "user_enriched not recorded: %s. Fix TRACKING_ADAPTER "
-            "(manage.py check reports this too).",
+            "%s not recorded: %s. Fix TRACKING_ADAPTER (manage.py check reports this too).",
+            event,
             exc,
         )
     except Exception:
+        user_id, group_id = _quietly(ids) or (None, None)
         logger.exception(
-            "user_enriched for %s (user %s) not recorded because of a database or unexpected "
+            "%s for %s (user %s, account %s) not recorded because of a database or unexpected "
             "error; the save itself went through (the host's transaction is intact). It is not "
             "lost: manage.py reconcile_user_enriched records it (schedule it every few "
             "minutes). Check that django_app's migrations are applied.",
+            event,
             source,
-            storable(str(_quietly(user_id)))[:255],
+            storable(str(user_id))[:255],
+            storable(str(group_id))[:255],
         )
     return None
 
@@ -179,7 +201,7 @@ def is_capturing() -> bool:
 
 
 @contextmanager
-def capturing(sink: Callable[[UserEnrichedEvent], None]) -> Iterator[None]:
+def capturing(sink: Callable[[EnrichedEvent], None]) -> Iterator[None]:
     _capture.append(sink)
     try:
         yield

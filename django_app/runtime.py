@@ -13,7 +13,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_app.conf import SETTING_NAME, app_settings
-from django_app.source import Source, build_source
+from django_app.source import Source, build_source, source_configs
+from tracking_adapter import EVENT_NAME
 from tracking_adapter.retry import RetryPolicy
 from tracking_adapter.sinks import Sink, create_sink
 
@@ -72,11 +73,24 @@ def get_inline_sink() -> Sink:
     return _cached("inline_sink", build)  # type: ignore[no-any-return]
 
 
-def get_source() -> Source | None:
-    config = app_settings.SOURCE
+def get_source(event: str = EVENT_NAME) -> Source | None:
+    """The source of ``event`` (``SOURCES[event]``; ``SOURCE`` for ``user_enriched``)."""
+    config = source_configs().get(event)
     if not config:
         return None
-    return _cached("source", lambda: build_source(config))  # type: ignore[no-any-return]
+    return _cached(  # type: ignore[no-any-return]
+        f"source:{event}", lambda: build_source(config, event)
+    )
+
+
+def get_sources() -> dict[str, Source]:
+    """Every configured source by event name; raises ConfigurationError for a broken one."""
+    sources = {}
+    for event in source_configs():
+        source = get_source(event)
+        if source is not None:
+            sources[event] = source
+    return sources
 
 
 def get_retry_policy() -> RetryPolicy:

@@ -25,3 +25,21 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 user_enriched = Signal()
+
+group_enriched = Signal()
+"""``group_enriched``: send it after your code enriches an account (a company, a team).
+
+    from django_app.signals import group_enriched
+
+    group_enriched.send(sender=Account, instance=account)
+    group_enriched.send(sender=Account, instance=account, provider="clearbit", payload=company)
+    group_enriched.send(sender=None, group_id="acct_9", user_id="u_1", properties={...})
+
+The same keyword arguments as ``user_enriched``, applied through
+``TRACKING_ADAPTER["SOURCES"]["group_enriched"]``; the presets are the company ones
+(``from_clearbit_company``, ``from_apollo_organization``, ``from_pdl_company``). The event is
+about ``group_id``; ``user_id`` is the user it is attributed to (ThriveStack requires one).
+"""
+
+SIGNALS = {"user_enriched": user_enriched, "group_enriched": group_enriched}
+"""The signal of each event kind that has one."""

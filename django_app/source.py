@@ -1,7 +1,9 @@
-"""``TRACKING_ADAPTER["SOURCE"]``: which model emits events, and how its fields map.
+"""``TRACKING_ADAPTER["SOURCES"]``: which model emits each event, and how its fields map.
 
-Builds a core ``EventMapping`` from the settings; ``manage.py check`` validates the same
-settings first (see ``checks.py``), so errors raised here name the setting to fix.
+``SOURCES`` maps an event name to its source; ``SOURCE`` is the ``user_enriched`` entry
+(the original setting, still the usual one). Builds a core ``EventMapping`` from the
+settings; ``manage.py check`` validates the same settings first (see ``checks.py``), so
+errors raised here name the setting to fix.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from django.db import models
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_app.conf import SETTING_NAME
-from tracking_adapter import ConfigurationError, EventMapping, PropertyMap, resolve_path
+from django_app.conf import SETTING_NAME, app_settings
+from tracking_adapter import (
+    EVENT_NAME,
+    ConfigurationError,
+    EnrichedEvent,
+    EventMapping,
+    PropertyMap,
+    event_type,
+    resolve_path,
+)
 from tracking_adapter.providers import preset_from_path
 
 
@@ -28,21 +38,45 @@ class Source:
     # Concrete field attnames whose change can change the event; None = unknown (a MAPPER).
     watched_fields: frozenset[str] | None
     timestamp_path: str | None = None
+    event_name: str = EVENT_NAME
+    setting: str = f"{SETTING_NAME}['SOURCE']"  # where it is configured, for error texts
+
+    @property
+    def event_class(self) -> type[EnrichedEvent]:
+        return event_type(self.event_name)
+
+    @property
+    def subject_path(self) -> Any:
+        """The mapping's path (or callable) to the id the event is about."""
+        return getattr(self.mapping, self.event_class.SUBJECT_FIELD)
 
 
-def _setting(key: str) -> str:
-    return f"{SETTING_NAME}['SOURCE']['{key}']"
+def source_setting(event_name: str) -> str:
+    """Where the source of ``event_name`` is configured, as error texts should name it."""
+    if event_name == EVENT_NAME and not (app_settings.SOURCES or {}).get(EVENT_NAME):
+        return f"{SETTING_NAME}['SOURCE']"
+    return f"{SETTING_NAME}['SOURCES'][{event_name!r}]"
 
 
-def load_model(label: Any) -> type[models.Model]:
+def source_configs() -> dict[str, Any]:
+    """Every configured source by event name: ``SOURCES``, with ``SOURCE`` as the
+    ``user_enriched`` entry (``manage.py check`` refuses both at once)."""
+    sources = app_settings.SOURCES
+    configs = dict(sources) if isinstance(sources, Mapping) else {}
+    if app_settings.SOURCE and EVENT_NAME not in configs:
+        configs[EVENT_NAME] = app_settings.SOURCE
+    return {name: config for name, config in configs.items() if config}
+
+
+def load_model(
+    label: Any, *, setting: str = f"{SETTING_NAME}['SOURCE']['MODEL']"
+) -> type[models.Model]:
     if not isinstance(label, str) or label.count(".") != 1:
-        raise ConfigurationError(
-            f"{_setting('MODEL')} must be 'app_label.ModelName', got {label!r}"
-        )
+        raise ConfigurationError(f"{setting} must be 'app_label.ModelName', got {label!r}")
     try:
         return apps.get_model(label)
     except LookupError:
-        raise ConfigurationError(f"{_setting('MODEL')}: no installed model {label!r}") from None
+        raise ConfigurationError(f"{setting}: no installed model {label!r}") from None
 
 
 def aware(value: Any) -> Any:
@@ -52,15 +86,33 @@ def aware(value: Any) -> Any:
     return value
 
 
-def build_source(config: Mapping[str, Any]) -> Source:
-    model = load_model(config.get("MODEL"))
+def build_source(
+    config: Mapping[str, Any],
+    event_name: str = EVENT_NAME,
+    *,
+    setting: str | None = None,
+    model_setting: str | None = None,
+) -> Source:
+    """The source of ``event_name`` from its settings entry. ``setting`` is how errors name
+    the entry (default: where it is configured); ``model_setting`` how they name MODEL
+    (a command's ``--model`` flag, when that is where the model came from)."""
+    where = setting or source_setting(event_name)
+
+    def _setting(key: str) -> str:
+        return f"{where}[{key!r}]"
+
+    try:
+        event_class = event_type(event_name)
+    except ValueError as exc:
+        raise ConfigurationError(f"{SETTING_NAME}['SOURCES']: {exc}") from None
+    model = load_model(config.get("MODEL"), setting=model_setting or _setting("MODEL"))
     for key in ("USER_ID", "GROUP_ID"):
         if not config.get(key):
             raise ConfigurationError(f"{_setting(key)} is required: the attribute path to the id")
     chosen = [key for key in ("PROPERTIES", "PROVIDER", "MAPPER") if config.get(key)]
     if len(chosen) != 1:
         raise ConfigurationError(
-            f"{SETTING_NAME}['SOURCE'] needs exactly one of PROPERTIES, PROVIDER or MAPPER "
+            f"{where} needs exactly one of PROPERTIES, PROVIDER or MAPPER "
             f"(got {', '.join(chosen) or 'none'})"
         )
     paths: list[str] = [config["USER_ID"], config["GROUP_ID"]]
@@ -76,7 +128,7 @@ def build_source(config: Mapping[str, Any]) -> Source:
                 f"{_setting('PROVIDER')} must be [provider name, attribute path of the payload], "
                 f"like ['clearbit', 'clearbit_json']; got {provider!r}"
             )
-        properties = preset_from_path(provider[0], provider[1])
+        properties = preset_from_path(provider[0], provider[1], event=event_name)
         paths.append(provider[1])
     else:
         mapper = config["MAPPER"]
@@ -101,10 +153,16 @@ def build_source(config: Mapping[str, Any]) -> Source:
         properties=properties,
         timestamp=timestamp if timestamp_path else None,
         context=dict(config.get("CONTEXT") or {}),
+        event_class=event_class,
     )
     watched = None if config.get("MAPPER") else _watched_fields(model, paths)
     return Source(
-        model=model, mapping=mapping, watched_fields=watched, timestamp_path=timestamp_path
+        model=model,
+        mapping=mapping,
+        watched_fields=watched,
+        timestamp_path=timestamp_path,
+        event_name=event_name,
+        setting=where,
     )
 
 

@@ -7,7 +7,8 @@
             enrich(profile)
         assert events[0].properties.enrichment_city == "Pune"
 
-Inside ``capture_events()`` events are mapped and validated exactly as they would be sent,
+Events of every kind are captured (``user_enriched``, ``group_enriched``); pass an event
+name to keep one kind. Inside ``capture_events()`` events are mapped and validated exactly as they would be sent,
 then appended to the list instead of being written to the outbox and delivered. Events are
 captured when recorded (at save time), whether or not the transaction later commits.
 """
@@ -18,11 +19,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django_app.recording import capturing
-from tracking_adapter import UserEnrichedEvent
+from tracking_adapter import EnrichedEvent
 
 
 @contextmanager
-def capture_events() -> Iterator[list[UserEnrichedEvent]]:
-    events: list[UserEnrichedEvent] = []
-    with capturing(events.append):
+def capture_events(event: str | None = None) -> Iterator[list[EnrichedEvent]]:
+    """Capture the events recorded inside the block: of every kind, or only ``event``
+    (``capture_events("group_enriched")``); the others are captured too, not recorded."""
+    events: list[EnrichedEvent] = []
+
+    def keep(captured: EnrichedEvent) -> None:
+        if event is None or captured.EVENT_NAME == event:
+            events.append(captured)
+
+    with capturing(keep):
         yield events

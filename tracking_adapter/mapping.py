@@ -17,7 +17,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from tracking_adapter.errors import EventValidationError, MappingError
-from tracking_adapter.schema import EnrichmentProperties, UserEnrichedEvent
+from tracking_adapter.schema import (
+    EnrichedEvent,
+    EnrichmentProperties,
+    PropertiesBase,
+    UserEnrichedEvent,
+)
 
 Extractor = Callable[[Any], Any]
 """A callable escape hatch: takes the source object, returns the value."""
@@ -162,15 +167,16 @@ class PropertyMap:
         return f"PropertyMap({self.fields!r})"
 
 
-PropertiesSource = Callable[[Any], "Mapping[str, Any] | EnrichmentProperties"]
+PropertiesSource = Callable[[Any], "Mapping[str, Any] | PropertiesBase"]
 
 
 @dataclass(frozen=True)
 class EventMapping:
-    """How to build a ``user_enriched`` event from one source object.
+    """How to build an event (``event_class``: ``UserEnrichedEvent`` unless told) from one
+    source object.
 
-    ``properties`` is a ``PropertyMap`` or any callable returning a mapping or an
-    ``EnrichmentProperties`` (a provider preset bound to the payload's path, or your own).
+    ``properties`` is a ``PropertyMap`` or any callable returning a mapping or the event's
+    properties model (a provider preset bound to the payload's path, or your own).
     ``timestamp`` is where the enrichment time lives; without it the event is stamped
     with the time it is built.
     """
@@ -180,18 +186,19 @@ class EventMapping:
     properties: PropertiesSource
     timestamp: PathOrCallable | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
+    event_class: type[EnrichedEvent] = UserEnrichedEvent
 
-    def properties_of(self, obj: Any) -> EnrichmentProperties:
+    def properties_of(self, obj: Any) -> PropertiesBase:
         """The validated properties of ``obj``; raises EventValidationError naming fields."""
-        return _validated_properties(self.properties(obj))
+        return _validated_properties(self.properties(obj), self.event_class.PROPERTIES_MODEL)
 
     def build(
         self,
         obj: Any,
         *,
-        properties: Mapping[str, Any] | EnrichmentProperties | None = None,
+        properties: Mapping[str, Any] | PropertiesBase | None = None,
         timestamp: datetime | None = None,
-    ) -> UserEnrichedEvent:
+    ) -> EnrichedEvent:
         """Build and validate the event for ``obj``.
 
         ``properties``/``timestamp`` override what the mapping would read. Raises
@@ -210,23 +217,26 @@ class EventMapping:
         if timestamp is not None:
             data["timestamp"] = timestamp
         try:
-            return UserEnrichedEvent.model_validate(data)
+            return self.event_class.model_validate(data)
         except ValidationError as exc:
             raise EventValidationError.from_pydantic(exc) from None
 
 
-def _as_dict(properties: Mapping[str, Any] | EnrichmentProperties) -> Any:
-    if isinstance(properties, EnrichmentProperties):
+def _as_dict(properties: Mapping[str, Any] | PropertiesBase) -> Any:
+    if isinstance(properties, PropertiesBase):
         return properties.to_wire()
     return properties
 
 
 def _validated_properties(
-    properties: Mapping[str, Any] | EnrichmentProperties,
-) -> EnrichmentProperties:
-    if isinstance(properties, EnrichmentProperties):
+    properties: Mapping[str, Any] | PropertiesBase,
+    model: type[PropertiesBase] = EnrichmentProperties,
+) -> PropertiesBase:
+    if isinstance(properties, model):
         return properties
+    if isinstance(properties, PropertiesBase):
+        properties = properties.to_wire()  # another kind's: its values, judged by this one's
     try:
-        return EnrichmentProperties.model_validate(properties)
+        return model.model_validate(properties)
     except ValidationError as exc:
         raise EventValidationError.from_pydantic(exc, context="properties") from None

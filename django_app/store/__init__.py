@@ -21,6 +21,7 @@ from django_app.store.base import (
     chain_message_id,
     choose_events,
     event_name,
+    ledger_key,
     subject_of,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "choose_events",
     "event_name",
     "get_store",
+    "ledger_key",
     "reset_stores",
     "subject_of",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from django_app.models import LedgerEntry, OutboxEvent, Status
-from tracking_adapter import EVENT_NAME, UserEnrichedEvent
+from tracking_adapter import EVENT_NAME, EnrichedEvent, event_type
 
 INVALID_PREFIX = "invalid-"  # message ids of dead rows that hold no event, only its problems
 COPY_THRESHOLD = 50  # below this many rows, the plain statements are as quick and simpler
@@ -38,13 +38,14 @@ class Claimed:
     attempts: int
     claim_token: str
     payload: Any = None
+    event: str = EVENT_NAME  # the kind, which tells how to read the payload back
 
 
 @dataclass(frozen=True)
 class Recorded:
     """What recording did: ``row`` is None when the content was already recorded."""
 
-    event: UserEnrichedEvent
+    event: EnrichedEvent
     row: Claimed | None
 
     @property
@@ -68,17 +69,24 @@ class DuplicateMessageId(Exception):
         self.message_id = message_id
 
 
-# LedgerEntry: (content_hash, message_id) per subject id.
+# LedgerEntry: (content_hash, message_id) per subject id, for one event kind.
 Ledger = dict[str, tuple[str, str]]
 
 
-def event_name(event: UserEnrichedEvent) -> str:
-    return EVENT_NAME
+def event_name(event: EnrichedEvent) -> str:
+    return event.EVENT_NAME
 
 
-def subject_of(event: UserEnrichedEvent) -> str:
-    """The id the ledger keys an event on: the user, for ``user_enriched``."""
-    return event.user_id
+def subject_of(event: EnrichedEvent) -> str:
+    """The id the ledger keys an event on: the user of ``user_enriched``, the account of
+    ``group_enriched`` (the event class says which)."""
+    return event.subject_id
+
+
+def ledger_key(event: EnrichedEvent) -> tuple[str, str]:
+    """Where an event's ledger entry lives: a user and an account with the same id never
+    share one."""
+    return (event.EVENT_NAME, event.subject_id)
 
 
 def chain_message_id(event: str, previous: str, message_id: str) -> str:
@@ -93,8 +101,20 @@ def chain_message_id(event: str, previous: str, message_id: str) -> str:
     return str(uuid.UUID(bytes=bytes(digest)))
 
 
+def _by_kind(
+    events: Sequence[EnrichedEvent], hashes: Sequence[str]
+) -> dict[str, list[tuple[str, str, str]]]:
+    """Ledger entries ``(subject_id, content_hash, message_id)`` grouped by event kind."""
+    kinds: dict[str, list[tuple[str, str, str]]] = {}
+    for event, content_hash in zip(events, hashes, strict=True):
+        kinds.setdefault(event.EVENT_NAME, []).append(
+            (event.subject_id, content_hash, event.message_id)
+        )
+    return kinds
+
+
 def outbox_values(
-    event: UserEnrichedEvent, content_hash: str, now: datetime, lease: Lease | None
+    event: EnrichedEvent, content_hash: str, now: datetime, lease: Lease | None
 ) -> dict[str, Any]:
     """Column values of one new outbox row, keyed by column (for raw inserts and COPY);
     tests/django/test_store_sql.py checks the keys against the model's columns."""
@@ -119,9 +139,9 @@ def outbox_values(
 
 
 def choose_events(
-    events: list[UserEnrichedEvent],
+    events: list[EnrichedEvent],
     hashes: Sequence[str],
-    ledger: Ledger,
+    ledger: Mapping[tuple[str, str], tuple[str, str]],
     *,
     force: bool = False,
     skip_empty: bool = False,
@@ -130,9 +150,9 @@ def choose_events(
     (the last event of a subject wins). A re-recorded subject's event gets a message id
     chained on the previous one, replaced in ``events``. The PostgreSQL function applies
     the same rule on the save path."""
-    chosen: dict[str, int] = {}
+    chosen: dict[tuple[str, str], int] = {}
     for index, (event, content_hash) in enumerate(zip(events, hashes, strict=True)):
-        subject = subject_of(event)
+        subject = ledger_key(event)
         previous = ledger.get(subject)
         if previous is not None and previous[0] == content_hash and not force:
             continue
@@ -167,7 +187,7 @@ class OutboxStore:
     # -- recording ---------------------------------------------------------------------
 
     def record_one(
-        self, event: UserEnrichedEvent, *, force: bool = False, skip_empty: bool = False
+        self, event: EnrichedEvent, *, force: bool = False, skip_empty: bool = False
     ) -> Recorded:
         """The save path: record ``event`` unless its content is what the ledger holds.
         May raise ``DatabaseError`` or ``DuplicateMessageId``; never leaves the caller's
@@ -177,7 +197,7 @@ class OutboxStore:
 
     def record_many(
         self,
-        events: Sequence[UserEnrichedEvent],
+        events: Sequence[EnrichedEvent],
         *,
         force: bool = False,
         skip_empty: bool = False,
@@ -194,7 +214,7 @@ class OutboxStore:
             indexes: list[int] = []
             try:
                 with transaction.atomic(using=self.using):
-                    ledger = self.read_ledger({subject_of(event) for event in events})
+                    ledger = self.read_ledgers(events)
                     indexes = choose_events(
                         events, hashes, ledger, force=force, skip_empty=skip_empty
                     )
@@ -204,13 +224,8 @@ class OutboxStore:
                     chosen = [events[i] for i in indexes]
                     chosen_hashes = [hashes[i] for i in indexes]
                     rows = self.insert_outbox(chosen, chosen_hashes, now, lease)
-                    self.write_ledger(
-                        [
-                            (subject_of(e), h, e.message_id)
-                            for e, h in zip(chosen, chosen_hashes, strict=True)
-                        ],
-                        now,
-                    )
+                    for kind, entries in _by_kind(chosen, chosen_hashes).items():
+                        self.write_ledger(entries, now, event=kind)
                 break
             except IntegrityError:
                 # Only a message id already in the outbox is ours to sort out; rare enough
@@ -225,13 +240,22 @@ class OutboxStore:
         by_index = dict(zip(indexes, rows, strict=True))
         return [Recorded(event, by_index.get(index)) for index, event in enumerate(events)]
 
-    def record_invalid(self, user_id: str, problems: list[list[str]], error: str) -> OutboxEvent:
+    def record_invalid(
+        self,
+        user_id: str,
+        problems: list[list[str]],
+        error: str,
+        *,
+        event: str = EVENT_NAME,
+        group_id: str = "",
+    ) -> OutboxEvent:
         """A dead row for data that could not become an event (its id says so: requeueing
         it would send nothing; the data must be fixed and saved again)."""
         return OutboxEvent.objects.using(self.using).create(
-            event=EVENT_NAME,
+            event=event,
             message_id=f"{INVALID_PREFIX}{uuid.uuid4()}",
             user_id=user_id,
+            group_id=group_id,
             payload={"problems": problems},
             status=Status.DEAD,
             last_error=error,
@@ -246,7 +270,7 @@ class OutboxStore:
 
     def insert_outbox(
         self,
-        events: Sequence[UserEnrichedEvent],
+        events: Sequence[EnrichedEvent],
         hashes: Sequence[str],
         now: datetime,
         lease: Lease | None,
@@ -257,13 +281,13 @@ class OutboxStore:
         pks = self._insert_rows(events, hashes, now, lease)
         claim_token = lease.token if lease else ""
         return [
-            Claimed(pk, event.message_id, event.user_id, 0, claim_token)
+            Claimed(pk, event.message_id, event.user_id, 0, claim_token, event=event.EVENT_NAME)
             for pk, event in zip(pks, events, strict=True)
         ]
 
     def _insert_rows(
         self,
-        events: Sequence[UserEnrichedEvent],
+        events: Sequence[EnrichedEvent],
         hashes: Sequence[str],
         now: datetime,
         lease: Lease | None,
@@ -316,6 +340,19 @@ class OutboxStore:
             for subject, content_hash, message_id in entries.values_list(
                 "subject_id", "content_hash", "message_id"
             )
+        }
+
+    def read_ledgers(
+        self, events: Sequence[EnrichedEvent], *, lock: bool = True
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """The ledger entries of these events, of whatever kinds, keyed by ``ledger_key``."""
+        subjects: dict[str, set[str]] = {}
+        for event in events:
+            subjects.setdefault(event.EVENT_NAME, set()).add(event.subject_id)
+        return {
+            (kind, subject): entry
+            for kind, ids in subjects.items()
+            for subject, entry in self.read_ledger(ids, event=kind, lock=lock).items()
         }
 
     def write_ledger(
@@ -434,7 +471,13 @@ class OutboxStore:
                 status=Status.PENDING, next_attempt_at=lease_until, claim_token=token
             )
         values = rows.order_by("id").values_list(
-            "pk", "message_id", "user_id", "attempts", "claim_token", Cast("payload", TextField())
+            "pk",
+            "message_id",
+            "user_id",
+            "attempts",
+            "claim_token",
+            Cast("payload", TextField()),
+            "event",
         )
         return [Claimed(*row) for row in values]
 
@@ -495,11 +538,25 @@ class OutboxStore:
             deleted += self.outbox().filter(pk__in=ids).delete()[0]
 
     def forget_users(self, user_ids: Sequence[str]) -> tuple[int, int]:
-        """Delete every outbox row of these users, of any event, and their ledger entries:
+        """Delete every outbox row naming these users, of any event (a ``group_enriched``
+        attributed to one of them included), and their ``user_enriched`` ledger entries:
         (rows, entries)."""
         with transaction.atomic(using=self.using):
             rows = self.outbox().filter(user_id__in=user_ids).delete()[0]
             entries = self.ledger(EVENT_NAME).filter(subject_id__in=user_ids).delete()[0]
+        return rows, entries
+
+    def forget_subjects(self, event: str, subject_ids: Sequence[str]) -> tuple[int, int]:
+        """Delete every outbox row and the ledger entries of these subjects of one event
+        kind (for ``group_enriched``: the accounts): (rows, entries)."""
+        subject_field = event_type(event).SUBJECT_FIELD
+        with transaction.atomic(using=self.using):
+            rows = (
+                self.outbox()
+                .filter(event=event, **{f"{subject_field}__in": subject_ids})
+                .delete()[0]
+            )
+            entries = self.ledger(event).filter(subject_id__in=subject_ids).delete()[0]
         return rows, entries
 
     def ledger_size(self) -> int:

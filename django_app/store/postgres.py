@@ -35,7 +35,7 @@ from django_app.store.base import (
     outbox_values,
     subject_of,
 )
-from tracking_adapter import EVENT_NAME, UserEnrichedEvent
+from tracking_adapter import EVENT_NAME, EnrichedEvent
 
 logger = logging.getLogger("django_app")
 
@@ -56,7 +56,7 @@ class PostgresStore(OutboxStore):
         self._function_missing_since: float | None = None
 
     def record_one(
-        self, event: UserEnrichedEvent, *, force: bool = False, skip_empty: bool = False
+        self, event: EnrichedEvent, *, force: bool = False, skip_empty: bool = False
     ) -> Recorded:
         """The ledger check, the ledger update and the outbox insert in one call of the
         function, so a tracked save costs one round trip more than an untracked one and the
@@ -90,7 +90,9 @@ class PostgresStore(OutboxStore):
             raise DuplicateMessageId(event.message_id)
         if message_id != event.message_id:  # chained on the subject's previous id
             event = event.model_copy(update={"message_id": message_id})
-        return Recorded(event, Claimed(row_id, message_id, event.user_id, 0, ""))
+        return Recorded(
+            event, Claimed(row_id, message_id, event.user_id, 0, "", event=event.EVENT_NAME)
+        )
 
     def _call_protected(self, sql: str, params: list[Any]) -> Any:
         """Run our one statement so that, whatever the server does with it (a statement or
@@ -231,7 +233,7 @@ class Psycopg3Store(PostgresStore):
 
     def _insert_rows(
         self,
-        events: Sequence[UserEnrichedEvent],
+        events: Sequence[EnrichedEvent],
         hashes: Sequence[str],
         now: datetime,
         lease: Lease | None,

@@ -181,7 +181,7 @@ def test_dry_run_lists_the_users_and_writes_nothing(in_step):
 
     lines = out.splitlines()
     assert lines[:-1] == [in_step[0].tracking_user_id, in_step[2].tracking_user_id]
-    assert lines[-1].startswith("reconcile dry run finished in")
+    assert lines[-1].startswith("reconcile user_enriched dry run finished in")
     assert "3 checked, 2 out of date, 0 recorded (dry run: nothing written)" in lines[-1]
     assert OutboxEvent.objects.count() == rows
     assert list(LedgerEntry.objects.values_list()) == entries

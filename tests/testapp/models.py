@@ -9,12 +9,27 @@ from django.db import models
 class Account(models.Model):
     external_id = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    # What a company enrichment fills in (the group_enriched source of the tests).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    domain = models.CharField(max_length=200, blank=True)
+    industry = models.CharField(max_length=200, blank=True)
+    employees = models.IntegerField(null=True, blank=True)
+    tags = models.JSONField(null=True, blank=True)
+    clearbit = models.JSONField(null=True, blank=True)
+    enriched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         app_label = "testapp"
 
     def __str__(self) -> str:
         return self.external_id
+
+    @property
+    def owner_tracking_id(self) -> str | None:
+        """The owner as Profile.tracking_user_id names users (None without an owner)."""
+        return f"user_{self.owner_id}" if self.owner_id is not None else None
 
 
 class Profile(models.Model):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from tracking_adapter.batching import split_batches
 from tracking_adapter.errors import ConfigurationError
-from tracking_adapter.schema import UserEnrichedEvent
+from tracking_adapter.schema import EnrichedEvent
 from tracking_adapter.security import redact
 
 logger = logging.getLogger("tracking_adapter.sinks")
@@ -108,7 +108,7 @@ class Sink(ABC):
     process_local: ClassVar[bool] = False
 
     @abstractmethod
-    def send(self, events: Sequence[UserEnrichedEvent]) -> SendResult:
+    def send(self, events: Sequence[EnrichedEvent]) -> SendResult:
         """Try to deliver ``events``; never raises for a delivery failure, never sleeps."""
 
     def close(self) -> None:  # noqa: B027 - a hook, optional by design
@@ -202,14 +202,14 @@ class HttpBatchSink(Sink, Generic[Payload]):
         self.requests_made = 0
 
     @abstractmethod
-    def encode(self, event: UserEnrichedEvent) -> tuple[Payload, int]:
+    def encode(self, event: EnrichedEvent) -> tuple[Payload, int]:
         """The payload sent for one event and its size in bytes as it counts toward limits."""
 
     @abstractmethod
     def post(self, payloads: list[Payload]) -> Reply:
         """Send one request; classify the answer. Must not raise for HTTP or network errors."""
 
-    def send(self, events: Sequence[UserEnrichedEvent]) -> SendResult:
+    def send(self, events: Sequence[EnrichedEvent]) -> SendResult:
         outcomes: list[Outcome | None] = [None] * len(events)
         encoded: dict[int, _Encoded[Payload]] = {}
         for index, event in enumerate(events):

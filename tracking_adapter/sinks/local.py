@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 from tracking_adapter.errors import ConfigurationError
-from tracking_adapter.schema import UserEnrichedEvent
+from tracking_adapter.schema import EnrichedEvent
 from tracking_adapter.sinks.base import Outcome, SendResult, Sink
 
 
-def _json_line(event: UserEnrichedEvent) -> str:
+def _json_line(event: EnrichedEvent) -> str:
     return json.dumps(event.to_thrivestack(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
@@ -26,7 +26,7 @@ class ConsoleSink(Sink):
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
 
-    def send(self, events: Sequence[UserEnrichedEvent]) -> SendResult:
+    def send(self, events: Sequence[EnrichedEvent]) -> SendResult:
         stream = self._stream or sys.stdout  # looked up per call so redirection is honoured
         stream.write("".join(_json_line(event) for event in events))
         stream.flush()
@@ -48,7 +48,7 @@ class FileSink(Sink):
             raise ConfigurationError("FileSink needs path (SINK_OPTIONS['path'] in Django)")
         self.path = Path(path)
 
-    def send(self, events: Sequence[UserEnrichedEvent]) -> SendResult:
+    def send(self, events: Sequence[EnrichedEvent]) -> SendResult:
         data = "".join(_json_line(event) for event in events).encode("utf-8")
         try:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -78,14 +78,14 @@ class MemorySink(Sink):
     by the test that configured it.
     """
 
-    sent: ClassVar[list[UserEnrichedEvent]] = []
+    sent: ClassVar[list[EnrichedEvent]] = []
     _lock: ClassVar[threading.Lock] = threading.Lock()
     process_local = True
 
-    def __init__(self, store: list[UserEnrichedEvent] | None = None) -> None:
+    def __init__(self, store: list[EnrichedEvent] | None = None) -> None:
         self.store = MemorySink.sent if store is None else store
 
-    def send(self, events: Sequence[UserEnrichedEvent]) -> SendResult:
+    def send(self, events: Sequence[EnrichedEvent]) -> SendResult:
         with self._lock:
             self.store.extend(events)
         return SendResult.every(len(events), Outcome.delivered())

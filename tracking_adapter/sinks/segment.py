@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime
 
 from tracking_adapter.errors import ConfigurationError
-from tracking_adapter.schema import UserEnrichedEvent
+from tracking_adapter.schema import EnrichedEvent
 from tracking_adapter.security import check_endpoint, header_value_problem, redact, redact_logger
 from tracking_adapter.sinks._http import (
     DEFAULT_DEADLINE,
@@ -166,7 +166,7 @@ class SegmentSink(HttpBatchSink[bytes]):
             secrets=self._secrets,
         )
 
-    def encode(self, event: UserEnrichedEvent) -> tuple[bytes, int]:
+    def encode(self, event: EnrichedEvent) -> tuple[bytes, int]:
         # Encoded once, as the official client does it (json.dumps defaults: ASCII escapes,
         # ", " and ": "); the size counted is the length of these very bytes.
         data = json.dumps(event.to_segment()).encode("ascii")

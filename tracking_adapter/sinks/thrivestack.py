@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracking_adapter.errors import ConfigurationError
-from tracking_adapter.schema import UserEnrichedEvent
+from tracking_adapter.schema import EnrichedEvent
 from tracking_adapter.security import check_endpoint, header_value_problem, redact
 from tracking_adapter.sinks._http import (
     DEFAULT_DEADLINE,
@@ -112,7 +112,7 @@ class ThriveStackSink(HttpBatchSink[bytes]):
             secrets=(api_key,),
         )
 
-    def encode(self, event: UserEnrichedEvent) -> tuple[bytes, int]:
+    def encode(self, event: EnrichedEvent) -> tuple[bytes, int]:
         data = event.to_thrivestack_json()
         return data, len(data)
 

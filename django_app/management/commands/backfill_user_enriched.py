@@ -2,6 +2,7 @@
 
 Safe to interrupt (Ctrl-C stops after the current batch) and to re-run: users whose current
 content was already recorded are skipped, so a second run sends only what is missing.
+``backfill_group_enriched`` is this command for accounts (``Command.event``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from django_app.backfill import Backfill, BackfillOptions, BackfillStats, run_parallel
-from django_app.conf import SETTING_NAME, app_settings
+from django_app.conf import SETTING_NAME
 from django_app.recording import is_capturing
 from django_app.runtime import get_sink, get_source
-from django_app.source import Source, build_source
-from tracking_adapter import ConfigurationError, MappingError
+from django_app.source import Source, build_source, source_configs, source_setting
+from tracking_adapter import EVENT_NAME, ConfigurationError, MappingError, event_type
 from tracking_adapter.sinks import Sink
 
 
@@ -99,37 +100,51 @@ def auto_workers(rows: int, options: BackfillOptions, vendor: str, sink: Sink | 
     return max(1, min(cpus, MAX_AUTO_WORKERS))
 
 
-def configured_source(model: str | None = None) -> Source:
-    """The SOURCE setting (with ``--model`` instead of its MODEL), or a CommandError."""
-    config = app_settings.SOURCE
+def configured_source(model: str | None = None, event: str = EVENT_NAME) -> Source:
+    """The source of ``event`` (with ``--model`` instead of its MODEL), or a CommandError."""
+    config = source_configs().get(event)
     if not config:
         raise CommandError(
-            f"{SETTING_NAME}['SOURCE'] is not set: it says which model holds enrichment data "
+            f"{source_setting(event)} is not set: it says which model holds enrichment data "
             "and how its fields map to the event (see the README)"
         )
+    source: Source | None
     try:
-        source = build_source({**config, "MODEL": model}) if model else get_source()
+        if model:
+            source = build_source({**config, "MODEL": model}, event, model_setting="--model")
+        else:
+            source = get_source(event)
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from None
-    if source is None:  # pragma: no cover - SOURCE is set, so get_source() builds it
-        raise CommandError(f"{SETTING_NAME}['SOURCE'] is not set")
+    if source is None:  # pragma: no cover - configured, so get_source() builds it
+        raise CommandError(f"{source_setting(event)} is not set")
     return source
 
 
 class Command(BaseCommand):
+    event = EVENT_NAME  # what this command backfills; its source, subject and words follow
     help = (
         "Send user_enriched for existing users of TRACKING_ADAPTER['SOURCE'] (or --model), "
         "skipping users whose current content was already sent."
     )
 
+    @property
+    def _subject(self) -> str:
+        """``user`` or ``group``: the id the event is about, as options and texts say it."""
+        return event_type(self.event).SUBJECT_FIELD.removesuffix("_id")
+
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--model", help="app_label.Model to read instead of SOURCE['MODEL']")
+        parser.add_argument("--model", help="app_label.Model to read instead of the source's MODEL")
         parser.add_argument("--batch-size", type=int, default=1000, help="rows per batch (1000)")
         parser.add_argument("--since", help="only rows whose SOURCE TIMESTAMP is at or after this")
         parser.add_argument("--until", help="only rows whose SOURCE TIMESTAMP is before this")
         parser.add_argument("--limit", type=int, help="stop after reading this many rows")
         parser.add_argument(
-            "--user-id", action="append", default=[], dest="user_ids", help="repeatable"
+            f"--{self._subject}-id",
+            action="append",
+            default=[],
+            dest="subject_ids",
+            help=f"only this {self._subject} id (as sent in {self._subject}_id); repeatable",
         )
         parser.add_argument(
             "--dry-run",
@@ -137,7 +152,9 @@ class Command(BaseCommand):
             help="print the /track items it would send as JSON lines; record and send nothing",
         )
         parser.add_argument(
-            "--force", action="store_true", help="send even users whose content was already sent"
+            "--force",
+            action="store_true",
+            help="send even what was already sent with the same content",
         )
         parser.add_argument(
             "--workers",
@@ -176,7 +193,7 @@ class Command(BaseCommand):
             since=parse_moment(options["since"], "--since") if options["since"] else None,
             until=parse_moment(options["until"], "--until") if options["until"] else None,
             limit=options["limit"],
-            user_ids=options["user_ids"],
+            subject_ids=options["subject_ids"],
             force=options["force"],
             deliver=options["deliver"],
             dry_run=options["dry_run"],
@@ -218,7 +235,7 @@ class Command(BaseCommand):
                 if progress:
                     self._progress(stats, total, time.monotonic() - started)
         except MappingError as exc:
-            raise CommandError(f"{exc} (fix {SETTING_NAME}['SOURCE'])") from None
+            raise CommandError(f"{exc} (fix {source.setting})") from None
         finally:
             signal.signal(signal.SIGINT, previous)
         if progress:
@@ -236,7 +253,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _source(self, model: str | None) -> Source:
-        return configured_source(model)
+        return configured_source(model, self.event)
 
     def _progress(self, stats: BackfillStats, total: int, elapsed: float) -> None:
         rate = stats.read / elapsed if elapsed > 0 else 0.0
@@ -297,6 +314,7 @@ class Command(BaseCommand):
             )
         if backfill.stopping:
             lines.append(
-                "interrupted: run the same command again to resume; users already sent are skipped"
+                "interrupted: run the same command again to resume; what was already sent is "
+                "skipped"
             )
         out.write("\n".join(lines) + "\n")

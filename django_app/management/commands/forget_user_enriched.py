@@ -1,7 +1,8 @@
 """``manage.py forget_user_enriched USER_ID [USER_ID ...]``: erase what this app keeps about users.
 
-For erasure requests: deletes the users' outbox rows (pending, delivered and dead) and
-their ledger entries. What was already delivered lives on at the analytics platform too;
+For erasure requests: deletes every outbox row naming the users (pending, delivered and
+dead; their ``user_enriched`` events and the ``group_enriched`` events attributed to them)
+and their ledger entries. Accounts are erased with ``forget_group_enriched``. What was already delivered lives on at the analytics platform too;
 erase it there with the platform's own tools.
 """
 

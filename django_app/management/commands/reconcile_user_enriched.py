@@ -20,32 +20,56 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.management.commands.backfill_user_enriched import configured_source
-from tracking_adapter import MappingError
+from django_app.source import source_configs
+from tracking_adapter import EVENT_TYPES, MappingError, event_type
 
 
 class Command(BaseCommand):
     help = (
-        "Record user_enriched, for the outbox to deliver, for every user of "
-        "TRACKING_ADAPTER['SOURCE'] whose current content differs from what was last "
-        "recorded (a change whose recording failed). Cheap when nothing differs: schedule it."
+        "Record user_enriched (and group_enriched, and every event with a source), for the "
+        "outbox to deliver, for every subject of its source whose current content differs "
+        "from what was last recorded (a change whose recording failed). Cheap when nothing "
+        "differs: schedule it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch-size", type=int, default=1000, help="rows per batch (1000)")
         parser.add_argument(
+            "--event",
+            action="append",
+            choices=sorted(EVENT_TYPES),
+            help="only this event's source (repeatable; default: every configured source)",
+        )
+        parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="print how many users, and which user ids, would be recorded; write nothing",
+            help="print how many subjects, and which ids, would be recorded; write nothing",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        events = options["event"] or list(source_configs())
+        if not events:
+            raise CommandError(
+                "no source is configured: set TRACKING_ADAPTER['SOURCE'] (or SOURCES)"
+            )
+        for event in events:
+            self._reconcile(event, options)
+
+    def _reconcile(self, event: str, options: dict[str, Any]) -> None:
         dry_run = options["dry_run"]
         verbosity = options["verbosity"]
+        subject = event_type(event).SUBJECT_FIELD
         out_of_date: list[str] = []
+
+        def note(item: dict[str, Any]) -> None:
+            ids = {"user_id": item["user_id"], "group_id": item["context"]["group_id"]}
+            out_of_date.append(str(ids[subject]))
+
+        source = configured_source(event=event)
         run = Backfill(
-            configured_source(),
+            source,
             BackfillOptions(
                 batch_size=options["batch_size"],
                 deliver=False,  # into the outbox, for DISPATCH to deliver
@@ -53,23 +77,23 @@ class Command(BaseCommand):
                 skip_empty=True,
                 request_delivery=True,
             ),
-            emit=lambda item: out_of_date.append(str(item["user_id"])),
+            emit=note,
         )
         started = time.monotonic()
         try:
             for _stats in run.run():
                 if dry_run:
-                    for user_id in out_of_date:
-                        self.stdout.write(user_id)
+                    for subject_id in out_of_date:
+                        self.stdout.write(subject_id)
                     out_of_date.clear()
         except MappingError as exc:
-            raise CommandError(f"{exc} (fix TRACKING_ADAPTER['SOURCE'])") from None
+            raise CommandError(f"{exc} (fix {source.setting})") from None
         stats = run.stats
         if verbosity < 1:
             return
         recorded = 0 if dry_run else stats.recorded - stats.superseded
         line = (
-            f"reconcile {'dry run ' if dry_run else ''}finished in "
+            f"reconcile {event} {'dry run ' if dry_run else ''}finished in "
             f"{time.monotonic() - started:.2f}s: {stats.read:,} checked, "
             f"{stats.recorded:,} out of date, {recorded:,} recorded"
         )
