@@ -1,7 +1,8 @@
 """``make demo``: the whole path on embedded defaults, offline.
 
 Migrates a fresh SQLite database, starts a ThriveStack-shaped receiver on loopback, creates
-users, enriches them from bundled Clearbit/Apollo/PDL-style payloads, lets the outbox worker
+users and their accounts, enriches the users (``user_enriched``) and the accounts
+(``group_enriched``) from bundled Clearbit/Apollo/PDL-style payloads, lets the outbox worker
 deliver, then shows that unchanged saves send nothing and changes send exactly one event.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from tracking_adapter.receiver import LoopbackReceiver
 
 USERS = 24
+ACCOUNTS = 3  # one per provider
 DEMO_KEY = "demo-api-key"
 
 
@@ -40,28 +42,47 @@ def run(receiver: LoopbackReceiver) -> int:
     from django.core.management import call_command
 
     from django_app.models import OutboxEvent, Status
-    from example_project.profiles.enrichment import PROVIDERS, enrich, fake_lookup
+    from example_project.profiles.enrichment import (
+        PROVIDERS,
+        enrich,
+        enrich_account,
+        fake_lookup,
+        fixture,
+    )
     from example_project.profiles.models import Account, Profile
-    from tracking_adapter import UserEnrichedEvent
 
     call_command("migrate", verbosity=0)
     print(f"1. migrated a fresh SQLite database; receiver listening on {receiver.url}/api/track")
 
-    accounts = [
-        Account.objects.create(external_id=f"acct_{n}", name=f"Account {n}") for n in range(3)
+    users = [
+        User.objects.create(username=f"user_{number:03d}", email=f"user{number}@example.com")
+        for number in range(USERS)
     ]
-    profiles = []
-    for number in range(USERS):
-        user = User.objects.create(username=f"user_{number:03d}", email=f"user{number}@example.com")
-        profiles.append(Profile.objects.create(user=user, account=accounts[number % 3]))
-    print(f"2. created {USERS} users with blank profiles: {OutboxEvent.objects.count()} events")
+    accounts = [
+        Account.objects.create(
+            external_id=f"acct_{n}", name=f"Account {n}", owner=users[n], plan="Growth"
+        )
+        for n in range(ACCOUNTS)
+    ]
+    profiles = [
+        Profile.objects.create(user=user, account=accounts[number % ACCOUNTS])
+        for number, user in enumerate(users)
+    ]
+    print(
+        f"2. created {USERS} users with blank profiles and {ACCOUNTS} accounts with a name and "
+        f"a plan: {OutboxEvent.objects.count()} events (group_enriched: a name is news)"
+    )
 
     for number, profile in enumerate(profiles):
         provider = PROVIDERS[number % len(PROVIDERS)]
         enrich(profile, provider, fake_lookup(provider, number))
+    for account, provider in zip(accounts, PROVIDERS, strict=True):
+        enrich_account(account, provider, fixture(provider, "company"))
     recorded = OutboxEvent.objects.count()
     print(
-        f"3. enriched them from offline Clearbit/Apollo/PDL payloads: {recorded} events in the outbox"
+        "3. enriched users and accounts from offline Clearbit/Apollo/PDL payloads: "
+        f"{recorded} events in the outbox "
+        f"({OutboxEvent.objects.filter(event='group_enriched').count()} group_enriched)"
     )
 
     call_command("deliver_events", "--once", verbosity=0)
@@ -80,21 +101,25 @@ def run(receiver: LoopbackReceiver) -> int:
         f"{receiver.item_count} delivered in all"
     )
 
-    problems = [item for item in receiver.items if _invalid(UserEnrichedEvent, item)]
+    problems = [item for item in receiver.items if _invalid(item)]
     pending = OutboxEvent.objects.exclude(status=Status.DELIVERED).count()
     print(
-        f"\nsummary: {USERS} users, {OutboxEvent.objects.count()} events recorded, "
-        f"{receiver.item_count} received by /track, {pending} not delivered, "
+        f"\nsummary: {USERS} users, {ACCOUNTS} accounts, {OutboxEvent.objects.count()} events "
+        f"recorded, {receiver.item_count} received by /track, {pending} not delivered, "
         f"{receiver.duplicate_count} duplicates, {len(problems)} invalid"
     )
-    print("\none event as /track received it:")
-    print(json.dumps(receiver.items[-1], indent=2))
+    for kind in ("user_enriched", "group_enriched"):
+        last = next(item for item in reversed(receiver.items) if item["event_name"] == kind)
+        print(f"\none {kind} event as /track received it:")
+        print(json.dumps(last, indent=2))
     return 0 if not problems and not pending and receiver.duplicate_count == 0 else 1
 
 
-def _invalid(model: type, item: dict) -> bool:
+def _invalid(item: dict) -> bool:
+    from tracking_adapter import event_type
+
     try:
-        model.model_validate(item)  # type: ignore[attr-defined]
+        event_type(item["event_name"]).model_validate(item)
     except ValueError:
         return True
     return False

@@ -90,7 +90,35 @@ TRACKING_ADAPTER = {
             "enrichment_employment_seniority": "seniority",
             "enrichment_linkedin_handle": "linkedin",
             "enrichment_phone": "phones",
-            "enrichment_email_provider": "enrichment_provider",
+            # Which vendor enriched the profile: an extra property of our own. (Not
+            # enrichment_email_provider: that is the user's email provider, like gmail.com.)
+            "enrichment_vendor": "enrichment_provider",
+        },
+        "EXTRA_PROPERTIES": ["enrichment_vendor"],
+    },
+    # group_enriched, the account-level sibling: the same path, keyed on the account.
+    "SOURCES": {
+        "group_enriched": {
+            "MODEL": "profiles.Account",
+            "GROUP_ID": "external_id",
+            "USER_ID": "owner.username",
+            "TIMESTAMP": "enriched_at",
+            "PROPERTIES": {
+                "name": "name",
+                "planName": "plan",
+                "enrichment_name": "name",
+                "enrichment_legal_name": "legal_name",
+                "enrichment_domain": "domain",
+                "enrichment_industry": "industry",
+                "enrichment_employees": "employees",
+                "enrichment_employees_range": "employees_range",
+                "enrichment_founder_year": "founded_year",
+                "enrichment_city": "city",
+                "enrichment_country": "country",
+                "enrichment_tags": "tags",
+                "enrichment_vendor": "enrichment_provider",
+            },
+            "EXTRA_PROPERTIES": ["enrichment_vendor"],
         },
     },
 }

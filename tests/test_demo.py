@@ -19,7 +19,11 @@ def test_the_demo_delivers_every_event_once():
     )
     assert result.returncode == 0, result.stderr
     assert (
-        "summary: 24 users, 25 events recorded, 25 received by /track, 0 not delivered, 0 duplicates, 0 invalid"
-        in result.stdout
+        "summary: 24 users, 3 accounts, 31 events recorded, 31 received by /track, "
+        "0 not delivered, 0 duplicates, 0 invalid" in result.stdout
     )
     assert '"event_name": "user_enriched"' in result.stdout
+    assert '"event_name": "group_enriched"' in result.stdout
+    # The vendor is not the user's email provider (a wrong mapping the demo once taught).
+    assert '"enrichment_email_provider": "Clearbit"' not in result.stdout
+    assert '"enrichment_vendor": "Clearbit"' in result.stdout

@@ -38,3 +38,17 @@ def test_the_settings_example_is_valid_python_naming_only_known_settings():
     assert set(config) <= set(DEFAULTS)
     assert set(config["SOURCE"]) <= set(SOURCE_KEYS)
     assert namespace["INSTALLED_APPS"] == ["django_app"]
+
+
+def test_the_group_enriched_example_names_only_known_source_keys():
+    from django_app.conf import SOURCE_KEYS
+    from tracking_adapter import EVENT_TYPES, GROUP_PROPERTY_NAMES
+
+    [block] = [b for b in python_blocks() if 'TRACKING_ADAPTER["SOURCES"] = {' in b]
+    namespace: dict = {"TRACKING_ADAPTER": {}}
+    exec(compile(block, "README SOURCES", "exec"), namespace)
+    sources = namespace["TRACKING_ADAPTER"]["SOURCES"]
+    assert set(sources) <= set(EVENT_TYPES)
+    group = sources["group_enriched"]
+    assert set(group) <= set(SOURCE_KEYS)
+    assert set(group["PROPERTIES"]) <= set(GROUP_PROPERTY_NAMES)

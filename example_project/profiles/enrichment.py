@@ -13,8 +13,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from example_project.profiles.models import Profile
-from tracking_adapter.providers import PRESETS
+from example_project.profiles.models import Account, Profile
+from tracking_adapter.providers import GROUP_PRESETS, PRESETS
 
 PROVIDERS = ("clearbit", "apollo", "pdl")
 CITIES = [
@@ -25,8 +25,12 @@ CITIES = [
 ]
 
 
-def fixture(provider: str) -> dict[str, Any]:
-    text = resources.files("tracking_adapter.fixtures").joinpath(f"{provider}_person.json")
+COMPANY_FIXTURES = {"clearbit": "clearbit_company", "apollo": "apollo_organization", "pdl": "pdl_company"}
+
+
+def fixture(provider: str, kind: str = "person") -> dict[str, Any]:
+    name = f"{provider}_person" if kind == "person" else COMPANY_FIXTURES[provider]
+    text = resources.files("tracking_adapter.fixtures").joinpath(f"{name}.json")
     return dict(json.loads(text.read_text(encoding="utf-8")))
 
 
@@ -74,3 +78,22 @@ def enrich(profile: Profile, provider: str, payload: dict[str, Any]) -> Profile:
     profile.enriched_at = timezone.now()
     profile.save()
     return profile
+
+
+def enrich_account(account: Account, provider: str, payload: dict[str, Any]) -> Account:
+    """The company-level step: the provider's company record onto the account, saved."""
+    props = GROUP_PRESETS[provider](payload)
+    account.legal_name = props.enrichment_legal_name
+    account.domain = props.enrichment_domain
+    account.industry = props.enrichment_industry
+    account.employees = props.enrichment_employees
+    account.employees_range = props.enrichment_employees_range
+    account.founded_year = props.enrichment_founder_year
+    account.city = props.enrichment_city
+    account.country = props.enrichment_country
+    account.tags = props.enrichment_tags
+    account.enrichment_provider = provider.title()
+    account.raw_enrichment = payload
+    account.enriched_at = timezone.now()
+    account.save()
+    return account
