@@ -6,13 +6,28 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint typecheck pytest mariadb-driver browser bench bench-memory clean
 
-$(STAMP): pyproject.toml
+DEMO_STAMP := $(VENV)/.demo-stamp
+
+# The virtualenv itself, with a pip that knows dependency groups (--group).
+$(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet -e . --group dev
+
+# The demo needs the package and Django, nothing of the development toolset.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> installing tracking-adapter and Django into $(VENV) (the demo's needs)"
+	$(BIN)/python -m pip install --progress-bar on --no-input -e ".[django]"
+	touch $(DEMO_STAMP)
+
+# Everything the tests, the linters and the type checker need (make test).
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> installing tracking-adapter and its development toolset into $(VENV)"
+	$(BIN)/python -m pip install --progress-bar on --no-input -e . --group dev
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
+	@echo "==> running the demo (example_project/demo.py)"
 	$(BIN)/python -m example_project.demo
 
 test: lint typecheck pytest

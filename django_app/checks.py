@@ -22,6 +22,7 @@
 | tracking_adapter.E019 | the API/write key cannot be sent in an HTTP header (stray whitespace, say) |
 | tracking_adapter.E020 | LEASE_SECONDS leaves too little room for one request under the sink's deadline |
 | tracking_adapter.E021 | SOURCES is not a dict of event name to source, names an unknown event, or repeats SOURCE |
+| tracking_adapter.E022 | the sink's endpoint/host already ends in the route the sink appends (/track, /v1/batch) |
 
 E010 to E017 apply to every source: ``SOURCE`` and each entry of ``SOURCES``.
 | tracking_adapter.W001 | DISPATCH is celery but no Celery app is set up: Celery's fallback app would take the tasks |
@@ -169,6 +170,22 @@ def _check_sink(config: dict[str, Any]) -> list[checks.CheckMessage]:
                 )
             except ConfigurationError as exc:
                 return [_error(6, str(exc))]
+            endpoint = str(options[url_option]).rstrip("/")
+            route = {"thrivestack": "/track", "segment": "/v1/batch"}[spec]
+            if endpoint.endswith(route):
+                return [
+                    _error(
+                        22,
+                        f"{SETTING_NAME}['SINK_OPTIONS']['{url_option}'] is {endpoint!r}, which "
+                        f"already ends in {route}: the sink appends {route} to this base URL, "
+                        f"so it would post to {endpoint}{route} and every event would stay "
+                        "pending.",
+                        f"Drop the trailing {route} (ThriveStack's base URL is "
+                        "https://api.app.thrivestack.ai/api)."
+                        if spec == "thrivestack"
+                        else f"Drop the trailing {route} (Segment's is https://api.segment.io).",
+                    )
+                ]
     try:
         sink = create_sink(
             spec,

@@ -34,6 +34,13 @@ SEGMENT_MAX_BATCH_BYTES = 500_000
 SEGMENT_MAX_EVENT_BYTES = 32_000
 
 
+# The only routes: ThriveStack's /track under the base URL ``thrivestack_endpoint``, and
+# Segment's batch endpoint. Matched exactly, so an endpoint misconfigured to end in /track
+# (which the sink turns into /api/track/track) gets the 404 the real API would give.
+TRACK_PATH = "/api/track"
+BATCH_PATH = "/v1/batch"
+
+
 @dataclass
 class Scripted:
     """One canned answer, used for the next request instead of the normal behaviour."""
@@ -114,7 +121,7 @@ class LoopbackReceiver:
     @property
     def thrivestack_endpoint(self) -> str:
         """Base URL to give ThriveStackSink (it appends ``/track``)."""
-        return f"{self.url}/api"
+        return f"{self.url}{TRACK_PATH.removesuffix('/track')}"
 
     def start(self) -> LoopbackReceiver:
         self._thread = threading.Thread(
@@ -222,9 +229,9 @@ class LoopbackReceiver:
                 return 400, {"code": "invalid_request", "message": "bad gzip body"}, {}
         if not self.keep:
             return self._count_only(path, headers, body)
-        if path.endswith("/track"):
+        if path == TRACK_PATH:
             status, answer, items = self._track(headers, body)
-        elif path.endswith("/v1/batch"):
+        elif path == BATCH_PATH:
             status, answer, items = self._batch(headers, body)
         else:
             status, answer, items = 404, {"message": f"no route for {path}"}, []
@@ -239,12 +246,12 @@ class LoopbackReceiver:
         Events are told apart by ``user_id`` on /track (the benchmarks send one event per
         user) and by ``messageId`` on /v1/batch.
         """
-        if path.endswith("/track"):
+        if path == TRACK_PATH:
             if self.api_key is not None and headers.get("x-api-key") != self.api_key:
                 return 401, {"success": False, "message": "Unauthorized: invalid x-api-key"}, {}
             self._count(_TRACK_USER.findall(body))
             return 200, {"success": True}, {}
-        if path.endswith("/v1/batch"):
+        if path == BATCH_PATH:
             self._count(_SEGMENT_MESSAGE_ID.findall(body))
             return 200, {"success": True}, {}
         return 404, {"message": f"no route for {path}"}, {}

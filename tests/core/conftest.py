@@ -13,10 +13,13 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = Path(__file__).resolve().parents[2]
-# ThriveStack's published /track item schema; vendored beside the tests (a drift test compares
-# it with the shared spec copy when that is present).
-SHARED_TRACK_ITEM_SCHEMA = REPO.parent / "shared" / "spec" / "thrivestack-track-item.schema.json"
+# The specs the tests read are vendored in tests/core/data: ThriveStack's published /track
+# item schema and spec/group_enriched.md. test_vendored_spec.py compares them with the team's
+# shared spec directory (../shared/spec beside the checkout) where that exists.
+SHARED_SPEC = REPO.parent / "shared" / "spec"
+VENDORED_SPECS = ("thrivestack-track-item.schema.json", "group_enriched.md")
 TRACK_ITEM_SCHEMA = DATA / "thrivestack-track-item.schema.json"
+GROUP_ENRICHED_SPEC = DATA / "group_enriched.md"
 
 # RFC 3339 date-time (what JSON Schema's "date-time" format means), used when jsonschema's
 # optional rfc3339-validator dependency is not installed.

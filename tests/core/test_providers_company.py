@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.conftest import REPO, schema_errors
+from tests.core.conftest import GROUP_ENRICHED_SPEC, schema_errors
 from tracking_adapter import (
     ConfigurationError,
     EnrichmentProperties,
@@ -35,7 +35,7 @@ from tracking_adapter.providers import (
 )
 from tracking_adapter.providers._common import build, decimal_text
 
-SPEC_GROUP_ENRICHED = REPO.parent / "shared" / "spec" / "group_enriched.md"
+SPEC_GROUP_ENRICHED = GROUP_ENRICHED_SPEC
 
 # spec/group_enriched.md's table, in its order (written out here, not read from the schema).
 SPEC_GROUP_PROPERTY_ORDER = (
@@ -729,8 +729,6 @@ class TestAllCompanyPresets:
         assert GroupEnrichedEvent.model_validate(item) == event  # the wire form reads back
 
     def test_spec_order_matches_the_shared_spec(self):
-        if not SPEC_GROUP_ENRICHED.exists():
-            pytest.skip("the shared spec directory is not beside this checkout")
         table = SPEC_GROUP_ENRICHED.read_text("utf-8").split("## Properties", 1)[1]
         names = re.findall(r"^\| (\w+) \| (?:string|object|array|integer) \|", table, re.M)
         assert tuple(names) == SPEC_GROUP_PROPERTY_ORDER

@@ -317,8 +317,29 @@ def test_trickle_sends_the_answer_byte_by_byte(receiver):
 
 
 def test_unknown_path_is_404(receiver, session):
-    response = session.post(f"{receiver.url}/nowhere", data=b"[]", timeout=5)
+    response = session.post(f"{receiver.url}/nope", json=[item()], headers={"x-api-key": KEY})
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/track/track", "/track", "/api/v2/track", "/x/v1/batch", "/v1/batch/"]
+)
+def test_only_the_real_routes_answer(receiver, session, path):
+    """An endpoint misconfigured to end in /track must not pass here and fail in production."""
+    response = session.post(f"{receiver.url}{path}", json=[item()], headers={"x-api-key": KEY})
+    assert response.status_code == 404
+    assert receiver.items == []
+
+
+def test_a_thrivestack_sink_given_the_track_url_as_endpoint_sends_nothing(receiver):
+    from tracking_adapter import UserEnrichedEvent
+    from tracking_adapter.sinks import ThriveStackSink
+
+    sink = ThriveStackSink(api_key=KEY, endpoint=f"{receiver.thrivestack_endpoint}/track")
+    result = sink.send([UserEnrichedEvent(user_id="u", group_id="g")])
+    assert result.delivered == 0
+    assert receiver.items == []
+    assert receiver.requests[-1].path == "/api/track/track"
 
 
 def test_duplicates_are_counted_by_message_id(receiver, session):

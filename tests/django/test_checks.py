@@ -149,6 +149,40 @@ def test_a_key_with_a_trailing_newline_is_caught_before_any_event_waits_on_it(
     assert "strip" in (message.hint or "")
 
 
+@pytest.mark.parametrize(
+    ("sink", "options", "route"),
+    [
+        (
+            "thrivestack",
+            {"api_key": "k", "endpoint": "https://api.app.thrivestack.ai/api/track"},
+            "/track",
+        ),
+        (
+            "thrivestack",
+            {"api_key": "k", "endpoint": "https://api.app.thrivestack.ai/api/track/"},
+            "/track",
+        ),
+        ("segment", {"write_key": "w", "host": "https://api.segment.io/v1/batch"}, "/v1/batch"),
+    ],
+)
+def test_an_endpoint_that_already_ends_in_the_route_is_e022(
+    settings: Any, sink: str, options: dict[str, str], route: str
+) -> None:
+    message = only(
+        errors_for(settings, config(SINK=sink, SINK_OPTIONS=options)), "tracking_adapter.E022"
+    )
+    assert f"the sink appends {route}" in message.msg
+    assert f"Drop the trailing {route}" in (message.hint or "")
+
+
+def test_the_base_url_is_not_e022(settings: Any) -> None:
+    value = config(
+        SINK="thrivestack",
+        SINK_OPTIONS={"api_key": "k", "endpoint": "https://api.app.thrivestack.ai/api"},
+    )
+    assert errors_for(settings, value) == []
+
+
 def test_http_endpoint_off_loopback(settings: Any) -> None:
     value = config(
         SINK="thrivestack",
@@ -376,7 +410,7 @@ def test_good_tuning_passes(settings: Any) -> None:
 def remote(lease: float, **options: Any) -> dict[str, Any]:
     return config(
         SINK="thrivestack",
-        SINK_OPTIONS={"api_key": "k", "endpoint": "http://127.0.0.1:9/track", **options},
+        SINK_OPTIONS={"api_key": "k", "endpoint": "http://127.0.0.1:9/api", **options},
         LEASE_SECONDS=lease,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import signal
 import time
 from datetime import timedelta
@@ -234,7 +235,14 @@ class TestDeliverEventsCommand:
     def test_the_worker_stops_cleanly_on_sigterm(self, receiver):
         worker = start_worker(receiver, "--poll-interval", "0.2")
         try:
-            time.sleep(1.5)
+            # Its first line comes once its handlers are installed (a fixed sleep raced a
+            # slow start on a busy machine: SIGTERM then killed it before it could stop).
+            assert worker.stdout is not None
+            ready, _, _ = select.select([worker.stdout], [], [], 60)
+            assert ready, "the worker printed nothing within 60 s"
+            first = worker.stdout.readline()
+            assert first.startswith("deliver_events starting"), first
+            time.sleep(0.5)
             assert worker.poll() is None  # polling, not exited
             worker.send_signal(signal.SIGTERM)
             out, err = worker.communicate(timeout=10)

@@ -75,7 +75,7 @@ def prometheus_installed() -> None:
 @pytest.fixture
 def key_configured() -> Any:
     """A real-looking sink configuration whose key must never be shown."""
-    options = {"api_key": KEY, "endpoint": "http://127.0.0.1:9/api/track"}
+    options = {"api_key": KEY, "endpoint": "http://127.0.0.1:9/api"}
     with override_settings(TRACKING_ADAPTER=tracking(SINK="thrivestack", SINK_OPTIONS=options)):
         yield
 
