@@ -316,7 +316,9 @@ class LedgerEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("subject_id", "event", "short_message_id", "recorded_at")
     list_filter = ("event",)
     search_fields = ("=subject_id",)
-    search_help_text = "An exact subject id: the user id, for user_enriched."
+    search_help_text = (
+        "An exact subject id: the user id for user_enriched, the account id for group_enriched."
+    )
     show_full_result_count = False  # a search does not count the whole ledger again
     readonly_fields = ("event", "subject_id", "content_hash", "message_id", "recorded_at")
 

@@ -13,7 +13,7 @@ logger = logging.getLogger("django_app")
 class TrackingAdapterConfig(AppConfig):
     name = "django_app"
     label = "django_app"
-    verbose_name = "Tracking adapter (user_enriched)"
+    verbose_name = "Tracking adapter (user_enriched, group_enriched)"
     default_auto_field = "django.db.models.BigAutoField"
     # Editable installs give the package a second, virtual path entry; name the real one.
     path = os.path.dirname(os.path.abspath(__file__))

@@ -159,6 +159,8 @@ def settle(
     delivered = [
         row.pk for row, o in zip(rows, outcomes, strict=True) if o.status is OutcomeStatus.DELIVERED
     ]
+    # The batch's kinds, for its log lines: "user_enriched", or "group_enriched/user_enriched".
+    kinds = "/".join(sorted({row.event for row in rows}))
     config_errors: list[tuple[str, datetime]] = []  # (reason, next attempt)
     retries: dict[str, list[tuple[int, datetime]]] = {}  # reason: (attempt, next attempt)
     with transaction.atomic(using=store.using):
@@ -173,8 +175,9 @@ def settle(
                 changes.update(status=Status.DEAD, attempts=row.attempts + 1, last_error=reason)
                 stats.dead += 1
                 logger.warning(
-                    "user_enriched %s for user %s is dead: %s. Fix the data, then requeue it "
+                    "%s %s for user %s is dead: %s. Fix the data, then requeue it "
                     "from the admin (Outbox events, action 'Requeue dead events').",
+                    row.event,
                     row.message_id,
                     row.user_id,
                     reason,
@@ -196,7 +199,8 @@ def settle(
                     )
                     stats.dead += 1
                     logger.warning(
-                        "user_enriched %s for user %s is dead after %d attempts: %s",
+                        "%s %s for user %s is dead after %d attempts: %s",
+                        row.event,
                         row.message_id,
                         row.user_id,
                         attempts,
@@ -232,8 +236,9 @@ def settle(
         tried = sorted({attempt for attempt, _ in retried})
         numbers = str(tried[0]) if len(tried) == 1 else f"{tried[0]}-{tried[-1]}"
         logger.warning(
-            "%d user_enriched event(s) will be retried: attempt %s of %d failed, %s: %s",
+            "%d %s event(s) will be retried: attempt %s of %d failed, %s: %s",
             len(retried),
+            kinds,
             numbers,
             policy.max_attempts,
             when([next_at for _, next_at in retried]),
@@ -242,18 +247,20 @@ def settle(
     if len(groups) > 5:
         rest = [next_at for _, retried in groups[5:] for _, next_at in retried]
         logger.warning(
-            "%d more user_enriched event(s) of this batch will be retried for %d other "
+            "%d more %s event(s) of this batch will be retried for %d other "
             "reason(s), %s; manage.py tracking_status lists the last errors",
             len(rest),
+            kinds,
             len(groups) - 5,
             when(rest),
         )
     if config_errors:
         logger.error(
-            "%d user_enriched event(s) kept pending because of a configuration error (not "
+            "%d %s event(s) kept pending because of a configuration error (not "
             "counted as attempts; %s): %s Fix %s['SINK'] / %s['SINK_OPTIONS']; delivery "
             "resumes by itself once it is fixed.",
             len(config_errors),
+            kinds,
             when([next_at for _, next_at in config_errors]),
             config_errors[0][0],
             SETTING_NAME,

@@ -539,11 +539,21 @@ class OutboxStore:
 
     def forget_users(self, user_ids: Sequence[str]) -> tuple[int, int]:
         """Delete every outbox row naming these users, of any event (a ``group_enriched``
-        attributed to one of them included), and their ``user_enriched`` ledger entries:
-        (rows, entries)."""
+        attributed to one of them included), their ``user_enriched`` ledger entries, and the
+        entries of the events erased with them: (rows, entries)."""
         with transaction.atomic(using=self.using):
-            rows = self.outbox().filter(user_id__in=user_ids).delete()[0]
+            named = self.outbox().filter(user_id__in=user_ids)
+            # Another subject's entry that points at an event erased here (an account's
+            # group_enriched attributed to the user) goes too: kept, it would tell the
+            # ledger that content was recorded, and the account's facts would never go out.
+            attributed = list(named.exclude(event=EVENT_NAME).values_list("event", "message_id"))
+            rows = named.delete()[0]
             entries = self.ledger(EVENT_NAME).filter(subject_id__in=user_ids).delete()[0]
+            by_kind: dict[str, list[str]] = {}
+            for kind, message_id in attributed:
+                by_kind.setdefault(kind, []).append(message_id)
+            for kind, message_ids in by_kind.items():
+                entries += self.ledger(kind).filter(message_id__in=message_ids).delete()[0]
         return rows, entries
 
     def forget_subjects(self, event: str, subject_ids: Sequence[str]) -> tuple[int, int]:

@@ -347,3 +347,20 @@ def test_a_path_that_does_not_resolve_in_a_group_source_is_e015(settings):
     [(id_, msg)] = serious(settings, with_group_source(GROUP_ID="external_idd"))
     assert id_ == "tracking_adapter.E015"
     assert "['SOURCES']['group_enriched']['GROUP_ID']" in msg
+
+
+def test_forgetting_a_user_lets_their_accounts_facts_be_recorded_again(group_source):
+    """Erasing the user an account's event was attributed to must not leave the account's
+    ledger entry saying that content was sent."""
+    account = make_account("acct_9", name="Acme")
+    owner = account.owner_tracking_id
+    assert owner is not None
+    out, _err = run("forget_user_enriched", owner)
+    assert "deleted 1 outbox row(s) and 1 ledger entry" in out
+    assert group_rows() == []
+    assert not LedgerEntry.objects.filter(event="group_enriched").exists()
+    account.owner = User.objects.create(username="new-owner")
+    account.save()
+    out, _err = run("reconcile_user_enriched", "--event", "group_enriched")
+    [row] = group_rows()
+    assert row.user_id == account.owner_tracking_id

@@ -72,7 +72,7 @@ def poll_interval_of(value: Any, source: str) -> float:
 
 
 class Command(BaseCommand):
-    help = "Deliver pending user_enriched events from the outbox."
+    help = "Deliver pending events (user_enriched, group_enriched) from the outbox."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="drain what is due, then exit")

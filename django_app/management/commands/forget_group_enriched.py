@@ -23,9 +23,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "group_ids", nargs="+", metavar="GROUP_ID", help="as sent in group_id"
-        )
+        parser.add_argument("group_ids", nargs="+", metavar="GROUP_ID", help="as sent in group_id")
         parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
