@@ -29,7 +29,7 @@ def capture_events(event: str | None = None) -> Iterator[list[EnrichedEvent]]:
     events: list[EnrichedEvent] = []
 
     def keep(captured: EnrichedEvent) -> None:
-        if event is None or captured.EVENT_NAME == event:
+        if event is None or event == captured.EVENT_NAME:
             events.append(captured)
 
     with capturing(keep):
