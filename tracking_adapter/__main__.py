@@ -1,4 +1,5 @@
-"""Command line: ``python -m tracking_adapter schema`` and ``python -m tracking_adapter validate FILE``."""
+"""Command line: ``python -m tracking_adapter schema [--event NAME]`` and
+``python -m tracking_adapter validate FILE [--event NAME]``."""
 
 from __future__ import annotations
 
@@ -6,20 +7,31 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from tracking_adapter.errors import describe_validation_error
-from tracking_adapter.schema import UserEnrichedEvent
+from tracking_adapter.schema import EVENT_NAME, EVENT_TYPES, EnrichedEvent
 from tracking_adapter.wire_schema import event_json_schema
 
 
-def _print_schema(_args: argparse.Namespace) -> int:
-    json.dump(event_json_schema(), sys.stdout, indent=2)
+def _print_schema(args: argparse.Namespace) -> int:
+    json.dump(event_json_schema(args.event or EVENT_NAME), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _event_class_of(item: dict[str, Any]) -> type[EnrichedEvent]:
+    """The kind an item says it is (``event``, else ``event_name``); user_enriched when it
+    names none, or none known (its model then reports the name)."""
+    for key in ("event", "event_name"):
+        name = item.get(key)
+        if isinstance(name, str) and name in EVENT_TYPES:
+            return EVENT_TYPES[name]
+    return EVENT_TYPES[EVENT_NAME]
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -39,6 +51,7 @@ def _validate(args: argparse.Namespace) -> int:
     items = document if isinstance(document, list) else [document]
     prefix_items = isinstance(document, list)
     errors = 0
+    valid: Counter[str] = Counter()
     for index, item in enumerate(items):
         where = f"[{index}]" if prefix_items else ""
         if not isinstance(item, dict):
@@ -47,8 +60,9 @@ def _validate(args: argparse.Namespace) -> int:
             )
             errors += 1
             continue
+        event_class = EVENT_TYPES[args.event] if args.event else _event_class_of(item)
         try:
-            UserEnrichedEvent.model_validate(item)
+            event_class.model_validate(item)
         except ValidationError as exc:
             for path, message in describe_validation_error(exc):
                 if path == "(event)":
@@ -57,25 +71,45 @@ def _validate(args: argparse.Namespace) -> int:
                 location = f"{where}{separator}{path}" or "(event)"
                 print(f"{args.file}: {location}: {message}")
                 errors += 1
+        else:
+            valid[event_class.EVENT_NAME] += 1
     if errors:
         print(f"{errors} error(s) in {len(items)} event(s)")
         return 1
-    print(f"{len(items)} valid user_enriched event(s)")
+    if len(valid) > 1:
+        kinds = ", ".join(f"{valid[name]} {name}" for name in EVENT_TYPES if name in valid)
+        print(f"{len(items)} valid event(s): {kinds}")
+    else:
+        name = next(iter(valid), args.event or EVENT_NAME)
+        print(f"{len(items)} valid {name} event(s)")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tracking_adapter",
-        description="Tools for ThriveStack's user_enriched event.",
+        description=f"Tools for ThriveStack's enrichment events ({', '.join(EVENT_TYPES)}).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    schema = commands.add_parser("schema", help="print the event's JSON Schema")
+    schema = commands.add_parser("schema", help="print an event's wire JSON Schema")
+    schema.add_argument(
+        "--event",
+        choices=list(EVENT_TYPES),
+        help=f"the event whose schema to print (default: {EVENT_NAME})",
+    )
     schema.set_defaults(handler=_print_schema)
     validate = commands.add_parser(
         "validate", help="validate a JSON file holding one event or an array of events"
     )
     validate.add_argument("file", help="path to the JSON file")
+    validate.add_argument(
+        "--event",
+        choices=list(EVENT_TYPES),
+        help=(
+            "validate every item as this event (default: the event each item names in "
+            f"'event' or 'event_name', {EVENT_NAME} when it names none)"
+        ),
+    )
     validate.set_defaults(handler=_validate)
     args = parser.parse_args(argv)
     handler = args.handler

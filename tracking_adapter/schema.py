@@ -242,7 +242,12 @@ def check_json_compatible(value: Any, path: str, depth: int = 0) -> None:
 # same text. Written for both Python's re and ECMA-262 ([0-9], not \d, which is Unicode in
 # Python; (?![\s\S]) for the end, since Python's $ also matches before a final newline).
 TEXT_PATTERN = "^[^\\u0000\\ud800-\\udfff]*$"
-ID_PATTERN = "^(?!\\s*$)[^\\u0000\\ud800-\\udfff]*$"
+# What str.strip() removes (str.isspace()), spelled out: \s is another set in ECMA-262 (it
+# has U+FEFF, and lacks U+001C-U+001F and U+0085).
+_WHITESPACE = (
+    "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+ID_PATTERN = f"^(?![{_WHITESPACE}]*$)[^\\u0000\\ud800-\\udfff]*$"
 TIMESTAMP_PATTERN = (
     "^((?!0000)[0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
     "([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:\\.([0-9]+))?"

@@ -25,7 +25,11 @@ CITIES = [
 ]
 
 
-COMPANY_FIXTURES = {"clearbit": "clearbit_company", "apollo": "apollo_organization", "pdl": "pdl_company"}
+COMPANY_FIXTURES = {
+    "clearbit": "clearbit_company",
+    "apollo": "apollo_organization",
+    "pdl": "pdl_company",
+}
 
 
 def fixture(provider: str, kind: str = "person") -> dict[str, Any]:

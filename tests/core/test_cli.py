@@ -13,6 +13,7 @@ import pytest
 
 from tests.core.conftest import DATA, REPO, schema_errors
 from tracking_adapter import UserEnrichedEvent
+from tracking_adapter.schema import GroupEnrichedEvent
 from tracking_adapter.wire_schema import event_json_schema
 
 
@@ -57,6 +58,26 @@ class TestSchemaCommand:
     def test_printed_schema_rejects_a_bad_event(self, printed_schema, sample_1):
         sample_1["event"] = "signed_up"
         assert schema_errors(printed_schema, sample_1)
+
+    @pytest.mark.parametrize("name", ["user_enriched", "group_enriched"])
+    def test_event_option_picks_the_schema(self, name):
+        result = run_cli("schema", "--event", name)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == event_json_schema(name)
+        assert json.loads(result.stdout)["title"] == name
+
+    def test_group_enriched_schema_accepts_its_thrivestack_item(self):
+        result = run_cli("schema", "--event", "group_enriched")
+        event = GroupEnrichedEvent(
+            user_id="u", group_id="acme", properties={"enrichment_employees": 120}
+        )
+        assert schema_errors(json.loads(result.stdout), event.to_thrivestack()) == []
+
+    def test_unknown_event_is_a_usage_error(self):
+        result = run_cli("schema", "--event", "signed_up")
+        assert result.returncode == 2
+        assert "invalid choice: 'signed_up'" in result.stderr
+        assert "group_enriched" in result.stderr
 
 
 class TestValidateCommand:
@@ -138,6 +159,60 @@ class TestValidateCommand:
     def test_usage_errors_exit_2(self):
         assert run_cli().returncode == 2
         assert run_cli("validate").returncode == 2
+        assert run_cli("validate", DATA / "spec_sample_1.json", "--event", "x").returncode == 2
+
+    def test_each_item_is_validated_as_the_event_it_names(self, tmp_path, sample_1, sample_2):
+        group = {
+            "event": "group_enriched",
+            "user_id": "u",
+            "context": {"group_id": "acme"},
+            "properties": {"enrichment_phone": "+1 555 0100", "enrichment_employees": 120},
+        }
+        path = write_json(tmp_path / "mixed.json", [sample_1, group, sample_2])
+        result = run_cli("validate", path)
+        assert result.returncode == 0, result.stdout
+        assert result.stdout.strip() == "3 valid event(s): 2 user_enriched, 1 group_enriched"
+
+    def test_event_name_spelling_picks_the_kind_too(self, tmp_path):
+        item = GroupEnrichedEvent(user_id="u", group_id="acme").to_thrivestack()
+        result = run_cli("validate", write_json(tmp_path / "group.json", [item, item]))
+        assert result.returncode == 0, result.stdout
+        assert result.stdout.strip() == "2 valid group_enriched event(s)"
+
+    def test_group_enriched_errors_are_its_own(self, tmp_path):
+        group = {
+            "event_name": "group_enriched",
+            "user_id": "u",
+            "context": {"group_id": "acme"},
+            "properties": {"enrichment_employees": "many", "enrichment_phone": ["+1"]},
+        }
+        path = write_json(tmp_path / "group.json", group)
+        result = run_cli("validate", path)
+        assert result.returncode == 1
+        lines = result.stdout.splitlines()
+        assert any(
+            line.startswith(f"{path}: properties.enrichment_employees: expected an integer")
+            for line in lines
+        )
+        assert any(line.startswith(f"{path}: properties.enrichment_phone: ") for line in lines)
+        assert lines[-1] == "2 error(s) in 1 event(s)"
+
+    def test_event_option_validates_every_item_as_that_event(self, tmp_path, sample_1):
+        path = write_json(tmp_path / "one.json", [sample_1])
+        result = run_cli("validate", path, "--event", "group_enriched")
+        assert result.returncode == 1
+        assert (
+            f"{path}: [0]: event is 'user_enriched', but it must be 'group_enriched'"
+            in result.stdout
+        )
+        # Nothing names the kind: the option decides (a user's phone list is not a group's).
+        unnamed = {"user_id": "u", "group_id": "g", "properties": {"enrichment_city": "Pune"}}
+        path = write_json(tmp_path / "unnamed.json", [unnamed])
+        result = run_cli("validate", path, "--event", "group_enriched")
+        assert result.returncode == 0, result.stdout
+        assert result.stdout.strip() == "1 valid group_enriched event(s)"
+        result = run_cli("validate", path, "--event", "user_enriched")
+        assert result.stdout.strip() == "1 valid user_enriched event(s)"
 
     def test_unhashable_event_name_is_reported_not_a_traceback(self, tmp_path, sample_1):
         sample_1["event"] = ["user_enriched"]

@@ -6,81 +6,85 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('profiles', '0001_initial'),
+        ("profiles", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='city',
+            model_name="account",
+            name="city",
             field=models.CharField(blank=True, max_length=100),
         ),
         migrations.AddField(
-            model_name='account',
-            name='country',
+            model_name="account",
+            name="country",
             field=models.CharField(blank=True, max_length=100),
         ),
         migrations.AddField(
-            model_name='account',
-            name='domain',
+            model_name="account",
+            name="domain",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='account',
-            name='employees',
+            model_name="account",
+            name="employees",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='employees_range',
+            model_name="account",
+            name="employees_range",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='account',
-            name='enriched_at',
+            model_name="account",
+            name="enriched_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='enrichment_provider',
+            model_name="account",
+            name="enrichment_provider",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='account',
-            name='founded_year',
+            model_name="account",
+            name="founded_year",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='industry',
+            model_name="account",
+            name="industry",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='account',
-            name='legal_name',
+            model_name="account",
+            name="legal_name",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='account',
-            name='owner',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL),
+            model_name="account",
+            name="owner",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='account',
-            name='plan',
+            model_name="account",
+            name="plan",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='account',
-            name='raw_enrichment',
+            model_name="account",
+            name="raw_enrichment",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='tags',
+            model_name="account",
+            name="tags",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

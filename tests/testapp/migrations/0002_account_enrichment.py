@@ -6,46 +6,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('testapp', '0001_initial'),
+        ("testapp", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='clearbit',
+            model_name="account",
+            name="clearbit",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='domain',
+            model_name="account",
+            name="domain",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='account',
-            name='employees',
+            model_name="account",
+            name="employees",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='enriched_at',
+            model_name="account",
+            name="enriched_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='industry',
+            model_name="account",
+            name="industry",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='account',
-            name='owner',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL),
+            model_name="account",
+            name="owner",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='account',
-            name='tags',
+            model_name="account",
+            name="tags",
             field=models.JSONField(blank=True, null=True),
         ),
     ]
