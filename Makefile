@@ -93,6 +93,7 @@ browser: $(STAMP)
 
 # Benchmarks against PostgreSQL on 127.0.0.1:5432 (database tracking_bench): see README.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group bench
 	$(BIN)/python -m bench.run
 
 # Peak memory of the backfill at 1,000,000 rows (seeding alone takes a few minutes).

@@ -21,6 +21,9 @@ INSTALLED_APPS = [
 if importlib.util.find_spec("django_tasks") and importlib.util.find_spec("django_tasks_db"):
     INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# The save path's django-outbox-pattern contender (bench/savepath.py), where installed.
+if importlib.util.find_spec("django_outbox_pattern"):
+    INSTALLED_APPS += ["django_outbox_pattern"]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
