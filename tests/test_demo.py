@@ -27,3 +27,14 @@ def test_the_demo_delivers_every_event_once():
     # The vendor is not the user's email provider (a wrong mapping the demo once taught).
     assert '"enrichment_email_provider": "Clearbit"' not in result.stdout
     assert '"enrichment_vendor": "Clearbit"' in result.stdout
+
+
+def test_make_demo_installs_only_what_the_demo_needs():
+    """The demo's target installs the package and Django, not the development toolset."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    [demo] = [line for line in makefile.splitlines() if line.startswith("demo:")]
+    assert demo.split(":", 1)[1].split() == ["$(DEMO_STAMP)"]
+    recipe = makefile.split("$(DEMO_STAMP): ", 1)[1].split("\n\n", 1)[0]
+    assert '-e ".[django]"' in recipe
+    assert "--group" not in recipe
+    assert "==>" in recipe  # it says what it is doing
