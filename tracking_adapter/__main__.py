@@ -85,6 +85,32 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(_args: argparse.Namespace) -> int:
+    """Where ``django_app`` is imported from: a host package of that name shadows the app
+    (no commands, no migrations, a ``check`` that passes), and nothing else can tell."""
+    import importlib.util
+    from pathlib import Path
+
+    ours = Path(__file__).resolve().parent.parent  # where tracking_adapter was installed
+    spec = importlib.util.find_spec("django_app")
+    if spec is None or not spec.submodule_search_locations:
+        print("django_app cannot be imported: pip install 'tracking-adapter[django]'")
+        return 1
+    found = Path(next(iter(spec.submodule_search_locations))).resolve()
+    print(f"tracking_adapter: {ours / 'tracking_adapter'}")
+    print(f"django_app:       {found}")
+    if found.parent != ours or not (found / "store").is_dir():
+        print(
+            f"django_app is not this package's Django app: {found} comes first on sys.path "
+            "and shadows it (Django then loads that package, whose checks, migrations and "
+            "commands are not ours). Rename that package; the app's import name is fixed "
+            "at django_app."
+        )
+        return 1
+    print("ok: django_app is the app installed with tracking-adapter")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tracking_adapter",
@@ -111,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     validate.set_defaults(handler=_validate)
+    doctor = commands.add_parser(
+        "doctor", help="check that django_app is this package's app, not a host package"
+    )
+    doctor.set_defaults(handler=_doctor)
     args = parser.parse_args(argv)
     handler = args.handler
     try:

@@ -239,3 +239,29 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     assert b"Traceback" not in err, err.decode()
     assert b"BrokenPipeError" not in err
     assert writer.returncode == 0
+
+
+class TestDoctor:
+    def run(self, cwd: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(cwd)}
+        return subprocess.run(
+            [sys.executable, "-m", "tracking_adapter", "doctor"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_the_installed_app_is_ok(self, tmp_path):
+        result = self.run(tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok: django_app is the app installed with tracking-adapter" in result.stdout
+
+    def test_a_host_package_named_django_app_is_reported(self, tmp_path):
+        (tmp_path / "django_app").mkdir()
+        (tmp_path / "django_app" / "__init__.py").write_text("")
+        result = self.run(tmp_path)
+        assert result.returncode == 1
+        assert "shadows it" in result.stdout
+        assert str(tmp_path / "django_app") in result.stdout
