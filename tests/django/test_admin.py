@@ -400,7 +400,8 @@ def test_ledger_is_searchable_by_user_id(admin_client: Client) -> None:
     assert similar.message_id not in rows  # exact match, as on the outbox
     assert other.message_id not in rows
     assert "2 results" in html
-    assert "the user id for user_enriched, the account id for group_enriched" in html  # the search box says what it takes
+    # The search box says what it takes.
+    assert "the user id for user_enriched, the account id for group_enriched" in html
 
 
 # -- the summary ----------------------------------------------------------------------------
