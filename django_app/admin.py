@@ -161,7 +161,6 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "short_message_id",
         "kind",
         "short_user_id",
-        "short_group_id",
         "status",
         "tries",
         "next_try",
@@ -220,10 +219,6 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="user id", ordering="user_id")
     def short_user_id(self, obj: OutboxEvent) -> SafeString:
         return abbreviated(obj.user_id, shorten(obj.user_id, USER_ID_CHARS))
-
-    @admin.display(description="group id", ordering="group_id")
-    def short_group_id(self, obj: OutboxEvent) -> SafeString:
-        return abbreviated(obj.group_id, shorten(obj.group_id, USER_ID_CHARS))
 
     @admin.display(description="sink", ordering="sink")
     def short_sink(self, obj: OutboxEvent) -> SafeString:
