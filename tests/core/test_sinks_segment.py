@@ -16,6 +16,7 @@ import pytest
 from tracking_adapter import ConfigurationError, UserEnrichedEvent
 from tracking_adapter.receiver import LoopbackReceiver, Scripted
 from tracking_adapter.sinks import SegmentSink, Status
+from tracking_adapter.sinks.segment import batch_body
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE = json.loads((DATA / "spec_sample_1.json").read_text(encoding="utf-8"))
@@ -146,6 +147,57 @@ def test_the_callers_events_are_not_mutated(receiver, sink):
     before = [e.model_dump() for e in events]
     sink.send(events)
     assert [e.model_dump() for e in events] == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"enrichment_city": "São Paulo", "enrichment_state": "Auvergne-Rhône-Alpes"},
+        {"enrichment_full_name": "日本 😀", "custom_url": "https://x.test/a,b:c"},
+        {"enrichment_city": 'say "hi"\n', "custom_ratio": 1.5e-7},  # the plain path
+        {"custom_nested": {"a": [1, None, True], "b": {}}, "custom_big": 2**70},
+    ],
+)
+def test_the_body_is_the_official_clients_bytes_whatever_the_properties(receiver, sink, extra):
+    events = make_events(3, **extra)
+    assert sink.send(events).all_delivered
+    (request,) = receiver.requests
+    raw = gzip.decompress(request.body)
+    sent_at = json.loads(raw)["sentAt"]
+    batch = [e.to_segment() for e in events]
+    expected = {"batch": batch, "sentAt": sent_at, "writeKey": WRITE_KEY}
+    assert raw == json.dumps(expected).encode("ascii")
+
+
+def test_the_body_is_what_the_official_clients_request_post_sends(receiver, monkeypatch):
+    request_module = pytest.importorskip("segment.analytics.request")
+    events = make_events(4, enrichment_city="São Paulo", custom_url="https://x.test/a:b")
+    with SegmentSink(WRITE_KEY, receiver.url, gzip=False, timeout=5) as sink:
+        assert sink.send(events).all_delivered
+    (request,) = receiver.requests
+    sent_at = json.loads(request.body)["sentAt"]
+
+    posted = []
+
+    class Answered:
+        status_code = 200
+
+    def capture(url, **kwargs):
+        posted.append(kwargs["data"])
+        return Answered()
+
+    monkeypatch.setattr(request_module._session, "post", capture)
+    request_module.post(
+        WRITE_KEY, host=receiver.url, batch=[e.to_segment() for e in events], sentAt=sent_at
+    )
+    assert posted == [request.body.decode("ascii")]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_the_batch_body_is_joined_once_into_the_same_bytes(count):
+    messages = [f'{{"n": {n}}}'.encode() for n in range(count)]
+    tail = b'], "sentAt": "x", "writeKey": "k"}'
+    assert batch_body(messages, tail) == b'{"batch": [' + b", ".join(messages) + tail
 
 
 def test_empty_send_makes_no_request(receiver, sink):
