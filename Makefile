@@ -36,8 +36,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# django-stubs imports tests.settings; PYTHONPATH puts this checkout's tests first, ahead of
+# a top-level `tests` package some wheels install (request-id-django-log, of the bench group).
 typecheck: $(STAMP)
-	$(BIN)/mypy tracking_adapter django_app
+	PYTHONPATH=. $(BIN)/mypy tracking_adapter django_app
 
 # The whole suite on SQLite, then the Django suite again on PostgreSQL (127.0.0.1:5432) with
 # psycopg 3 and with psycopg2, and on MariaDB (127.0.0.1:3306). A pass whose server or
