@@ -1,6 +1,7 @@
 """Each contender runs in its own process: ``python -m bench.contenders NAME N``.
 
-Prints one JSON line: seconds, peak RSS. The receiver (another process) counts what arrived.
+Prints one JSON line: seconds, CPU seconds (this process and the workers it waited for),
+peak RSS. The receiver (another process) counts what arrived.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User and system CPU of this process and of the children it has waited for (the
+    backfill's forked workers are joined before it returns)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def workers_peak_rss_mb() -> float:
@@ -144,6 +153,29 @@ def project_one_process(count: int) -> None:
     call_command("backfill_user_enriched", "--workers", "1", verbosity=0)
 
 
+def segment_sink(*args: str, gzip_level: int | None = None, sink: str = "segment") -> None:
+    """The same command with ``SINK = "segment"``, posting to the receiver's ``/v1/batch``
+    with the sink's defaults (gzip on): the Segment sink against the ThriveStack one.
+    ``gzip_level`` replaces the sink's compression level (0: no gzip at all); ``sink``
+    another Segment sink class (the one posting through the official client)."""
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from tracking_adapter.sinks import segment
+
+    options: dict[str, Any] = {
+        "write_key": settings.BENCH_WRITE_KEY,
+        "host": settings.BENCH_ENDPOINT,
+    }
+    if gzip_level == 0:
+        options["gzip"] = False
+    elif gzip_level is not None:
+        segment.GZIP_LEVEL = gzip_level  # read at each post; the forked workers inherit it
+    tracking = {**settings.TRACKING_ADAPTER, "SINK": sink, "SINK_OPTIONS": options}
+    with override_settings(TRACKING_ADAPTER=tracking):
+        call_command("backfill_user_enriched", *args, verbosity=0)
+
+
 def floor(count: int) -> None:
     """Raw cursor, the same JSON, the same batch size, no validation, no bookkeeping."""
     import requests
@@ -198,6 +230,26 @@ CONTENDERS: dict[str, Callable[[int], None]] = {
     "baseline-careful": lambda n: baseline(n, careful=True),
     "project": project,
     "project-1-process": project_one_process,
+    "segment": lambda n: segment_sink(),
+    "segment-1-process": lambda n: segment_sink("--workers", "1"),
+    # Not run by default: the compression levels, one process each.
+    **{
+        f"segment-1-process-gzip{level}": lambda n, level=level: segment_sink(
+            "--workers", "1", gzip_level=level
+        )
+        for level in (0, 1, 6, 9)
+    },
+    # Not run by default: the sink as it was before its encoder (json.dumps of
+    # to_segment(), gzip level 6), and the official client's request.post in its place.
+    "segment-plain": lambda n: segment_sink(
+        gzip_level=6, sink="bench.segment_client.PlainEncodeSink"
+    ),
+    "segment-1-process-plain": lambda n: segment_sink(
+        "--workers", "1", gzip_level=6, sink="bench.segment_client.PlainEncodeSink"
+    ),
+    "segment-1-process-client-post": lambda n: segment_sink(
+        "--workers", "1", sink="bench.segment_client.ClientPostSink"
+    ),
     "floor": floor,
 }
 
@@ -205,11 +257,13 @@ CONTENDERS: dict[str, Callable[[int], None]] = {
 def main() -> None:
     name, count = sys.argv[1], int(sys.argv[2])
     started = time.perf_counter()
+    cpu_before = cpu_seconds()
     with TreeMemory() as memory:
         CONTENDERS[name](count)
     result: dict[str, Any] = {
         "name": name,
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu_seconds() - cpu_before,
         "peak_pss_mb": memory.peak_mb,
         "peak_rss_mb": peak_rss_mb(),
         "workers_peak_rss_mb": workers_peak_rss_mb(),

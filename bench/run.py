@@ -4,9 +4,10 @@ Compares, in one run and on the same data in PostgreSQL (database ``tracking_ben
 127.0.0.1:5432, created if missing):
 
 - backfill throughput: the Segment client in a loop (its defaults, and with a queue big
-  enough to lose nothing), this project's ``backfill_user_enriched``, and the floor (raw
-  cursor, same JSON, same batches, no validation, no bookkeeping), each delivering to a
-  counting receiver in its own process;
+  enough to lose nothing), this project's ``backfill_user_enriched`` with the ThriveStack
+  sink (``project``) and with the Segment sink (``segment``, gzip on, to ``/v1/batch``),
+  and the floor (raw cursor, same JSON, same batches, no validation, no bookkeeping), each
+  delivering to a counting receiver in its own process, with the CPU each side spent;
 - the save path: tracked vs untracked ``profile.save()``;
 - the worker drain: one and two ``deliver_events --once`` over pending rows.
 
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -79,6 +81,15 @@ class Receiver:
         result: dict[str, int] = self.session.get(f"{self.url}/stats", timeout=10).json()
         return result
 
+    def cpu_seconds(self) -> float:
+        """The receiver's user and system CPU so far (Linux ``/proc``; 0 elsewhere)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -125,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--contenders",
-        default="baseline-default,baseline-careful,project,project-1-process,floor",
+        default="baseline-default,baseline-careful,project,project-1-process,segment,"
+        "segment-1-process,floor",
         help="backfill contenders to run",
     )
     parser.add_argument("--saves", type=int, default=2000, help="saves for the save-path part")
@@ -189,13 +201,23 @@ def run_backfill(
     from bench import seed
 
     runs: dict[str, list[dict[str, Any]]] = {}
+    names = args.contenders.split(",")
     for round_number in range(args.repeat):
-        for name in args.contenders.split(","):
+        # The first round in the order given, the others shuffled (the same way every
+        # run): no contender always runs right after the same other, whose writes
+        # PostgreSQL may still be flushing, and none always first or last.
+        order = list(names)
+        if round_number:
+            random.Random(round_number).shuffle(order)
+        for name in order:
             seed.clear_outbox()
+            seed.checkpoint()
             receiver.reset()
+            receiver_cpu = receiver.cpu_seconds()
             result = child("bench.contenders", name, str(args.n), env=env)
             stats = receiver.stats()
             result.update(
+                receiver_cpu_seconds=receiver.cpu_seconds() - receiver_cpu,
                 received=stats["items"],
                 distinct=stats["distinct"],
                 duplicates=stats["duplicates"],
@@ -205,6 +227,7 @@ def run_backfill(
             runs.setdefault(name, []).append(result)
             print(
                 f"  round {round_number + 1}: {name}: {result['events_per_s']:,.0f} events/s, "
+                f"CPU {_per_event_us(result, 'cpu_seconds'):.0f} µs/event, "
                 f"lost {result['lost']:,}, peak RSS {result['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
@@ -217,9 +240,18 @@ def run_backfill(
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "workers_peak_rss_mb": max(r.get("workers_peak_rss_mb", 0.0) for r in results),
             "peak_pss_mb": max(r.get("peak_pss_mb", 0.0) for r in results),
+            "cpu_us_per_event": statistics.median(_per_event_us(r, "cpu_seconds") for r in results),
+            "receiver_cpu_us_per_event": statistics.median(
+                _per_event_us(r, "receiver_cpu_seconds") for r in results
+            ),
             "runs": [round(r["events_per_s"]) for r in results],
         }
     return summary
+
+
+def _per_event_us(result: dict[str, Any], key: str) -> float:
+    """CPU microseconds per delivered event (0 when nothing arrived)."""
+    return result.get(key, 0.0) * 1e6 / result["distinct"] if result["distinct"] else 0.0
 
 
 DRAIN_ENGINES = ("deliver_events", "celery", "db_worker")
@@ -419,13 +451,16 @@ def render(report: dict[str, Any]) -> str:
     backfill = report.get("backfill")
     if backfill:
         lines += [
-            "| backfill contender | events/s | lost | duplicates | peak RSS MB, main process "
+            "| backfill contender | events/s | lost | duplicates | CPU µs/event, sender "
+            "| CPU µs/event, receiver | peak RSS MB, main process "
             "| peak RSS MB, largest worker process | peak PSS MB, all processes | runs |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for name, row in backfill.items():
             lines.append(
                 f"| {name} | {row['events_per_s']:,.0f} | {row['lost']:,} | {row['duplicates']:,} "
+                f"| {row.get('cpu_us_per_event', 0.0):.1f} "
+                f"| {row.get('receiver_cpu_us_per_event', 0.0):.1f} "
                 f"| {row['peak_rss_mb']:.0f} | {_workers_rss(row)} | {row['peak_pss_mb']:.0f} "
                 f"| {', '.join(f'{r:,}' for r in row['runs'])} |"
             )
@@ -435,6 +470,16 @@ def render(report: dict[str, Any]) -> str:
             for other in ("baseline-careful", "floor"):
                 if ours and other in backfill:
                     ratios.append(f"{mine}/{other} = {ours / backfill[other]['events_per_s']:.2f}")
+        # The Segment sink against the ThriveStack one: the same command, rows and run.
+        for segment, thrivestack in (
+            ("segment", "project"),
+            ("segment-1-process", "project-1-process"),
+        ):
+            ours = backfill.get(segment, {}).get("events_per_s")
+            if ours and thrivestack in backfill:
+                ratios.append(
+                    f"{segment}/{thrivestack} = {ours / backfill[thrivestack]['events_per_s']:.2f}"
+                )
         if ratios:
             lines += ["", "Ratios: " + ", ".join(ratios) + "."]
         lines.append(

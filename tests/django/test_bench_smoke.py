@@ -34,11 +34,20 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
-    for name in ("baseline-careful", "project", "project-1-process", "floor"):
+    for name in (
+        "baseline-careful",
+        "project",
+        "project-1-process",
+        "segment",
+        "segment-1-process",
+        "floor",
+    ):
         assert report["backfill"][name]["lost"] == 0, name
         assert report["backfill"][name]["duplicates"] == 0, name
+        assert report["backfill"][name]["cpu_us_per_event"] > 0, name
     for engine in ("deliver_events", "celery", "db_worker"):
         assert report["drain"][f"{engine} x2"]["delivered"] == 300, engine
         assert report["drain"][f"{engine} x2"]["duplicates"] == 0, engine
     assert report["save"]["ratio"] > 0
     assert "| project |" in out.read_text()
+    assert "segment/project = " in out.read_text()
