@@ -49,7 +49,46 @@ FUNCTION_RECHECK_SECONDS = 60.0
 _savepoints = itertools.count(1)
 
 
+def ledger_lookup_sql(table: str, array_parameter: str, lock: bool) -> str:
+    """The entries of an array of subject ids (the first parameter) for one event (the
+    second), found by one probe of the unique index per id, in the array's order.
+
+    Not ``subject_id = ANY(ids)``: for that, the planner scans every entry of the event and
+    filters, both while the table has no statistics yet (a first backfill fills an empty
+    ledger faster than autovacuum analyses it) and once it has, where 1,000 ids are a few
+    percent of the entries; either way a batch costs time in proportion to the ledger
+    (12 ms at 50,000 entries against 2.6 ms here, and growing). ``LIMIT 1`` keeps the
+    planner from flattening the lateral subquery back into that join; (event, subject_id)
+    is unique, so it changes nothing else."""
+    return (
+        "SELECT l.subject_id, l.content_hash, l.message_id "
+        f"FROM unnest({array_parameter}::text[]) AS wanted(subject_id) CROSS JOIN LATERAL ("
+        f"SELECT subject_id, content_hash, message_id FROM {table} "
+        "WHERE event = %s AND subject_id = wanted.subject_id "
+        f"LIMIT 1{' FOR UPDATE' if lock else ''}) AS l"
+    )
+
+
 class PostgresStore(OutboxStore):
+    # How a list is passed as one array parameter, and the cursor that takes it.
+    ARRAY_PARAMETER = "%s"
+
+    def array_cursor(self) -> Any:
+        return self.connection.cursor()
+
+    def read_ledger(
+        self, subject_ids: Iterable[str], *, event: str = EVENT_NAME, lock: bool = True
+    ) -> Ledger:
+        # Sorted: writers that lock many entries take them in one order, so two never deadlock.
+        subject_ids = sorted(subject_ids) if lock else list(subject_ids)
+        if len(subject_ids) < COPY_THRESHOLD:
+            return super().read_ledger(subject_ids, event=event, lock=lock)
+        with self.array_cursor() as cursor:
+            table = self.connection.ops.quote_name(LedgerEntry._meta.db_table)
+            sql = ledger_lookup_sql(table, self.ARRAY_PARAMETER, lock)
+            cursor.execute(sql, [subject_ids, event])
+            return {subject: (digest, message_id) for subject, digest, message_id in cursor}
+
     def __init__(self, using: str) -> None:
         super().__init__(using)
         self._function_present = False
@@ -174,6 +213,11 @@ class Psycopg3Store(PostgresStore):
                     transaction.set_rollback(True, using=self.using)
                 raise
 
+    ARRAY_PARAMETER = "%b"
+
+    def array_cursor(self) -> Any:
+        return self.server_bound_cursor()
+
     def server_bound_cursor(self) -> Any:
         """A psycopg cursor binding parameters server-side (Django's binds client-side),
         wrapped like Django's own cursors (query logging, execute wrappers, error
@@ -188,21 +232,6 @@ class Psycopg3Store(PostgresStore):
         if connection.queries_logged:
             return connection.make_debug_cursor(cursor)
         return connection.make_cursor(cursor)
-
-    def read_ledger(
-        self, subject_ids: Iterable[str], *, event: str = EVENT_NAME, lock: bool = True
-    ) -> Ledger:
-        subject_ids = list(subject_ids)
-        if len(subject_ids) < COPY_THRESHOLD:
-            return super().read_ledger(subject_ids, event=event, lock=lock)
-        table = self.connection.ops.quote_name(LedgerEntry._meta.db_table)
-        with self.server_bound_cursor() as cursor:
-            cursor.execute(
-                f"SELECT subject_id, content_hash, message_id FROM {table} "
-                f"WHERE event = %s AND subject_id = ANY(%b){' FOR UPDATE' if lock else ''}",
-                [event, subject_ids],
-            )
-            return {subject: (digest, message_id) for subject, digest, message_id in cursor}
 
     def write_ledger(
         self,

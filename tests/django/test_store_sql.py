@@ -203,3 +203,42 @@ def test_claims_without_skip_locked_are_disjoint(monkeypatch):
     assert len(first) == 20
     assert len(second) == 10
     assert not {r.pk for r in first} & {r.pk for r in second}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("lock", [False, True])
+def test_a_ledger_lookup_probes_the_index_per_id_whatever_the_statistics(lock):
+    # A ledger never analysed (a first backfill): `subject_id = ANY(ids)` made the planner
+    # read every entry of the event and filter, a cost growing with the ledger per batch.
+    from django_app.store.postgres import ledger_lookup_sql
+
+    now = datetime.now(UTC)
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(
+            event=EVENT_NAME, subject_id=f"u{i:05d}", content_hash="h", message_id=f"m{i}",
+            recorded_at=now,
+        )
+        for i in range(3000)
+    )  # fmt: skip
+    LedgerEntry.objects.create(
+        event="group_enriched", subject_id="u00001", content_hash="g", message_id="gm",
+        recorded_at=now,
+    )  # fmt: skip
+    wanted = [f"u{i:05d}" for i in range(2900, 3100)]  # 100 present, 100 absent
+    store = get_store("default")
+    table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    with store.array_cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN " + ledger_lookup_sql(table, store.ARRAY_PARAMETER, lock), [wanted, EVENT_NAME]
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using django_app_ledger_subject" in plan, plan
+    assert "Filter" not in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+    found = store.read_ledger(wanted, event=EVENT_NAME, lock=lock)
+    assert found == {f"u{i:05d}": ("h", f"m{i}") for i in range(2900, 3000)}
+    assert store.read_ledger(["u00001", *wanted[:60]], event="group_enriched", lock=lock) == {
+        "u00001": ("g", "gm")
+    }
