@@ -23,6 +23,7 @@ event in the outbox for the workers to send.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -90,6 +91,8 @@ class BackfillOptions:
 
 MAX_INVALID_ROWS_LISTED = 50
 MAX_BACKOFF_PAUSE = 30.0
+# The cyclic collector's thresholds while a backfill runs (see fewer_collections).
+BACKFILL_GC_THRESHOLDS = (10_000, 50, 100)
 # PostgreSQL isolation levels under which a transaction's statements share one snapshot.
 SNAPSHOT_ISOLATION = frozenset({"repeatable read", "serializable"})
 
@@ -145,7 +148,7 @@ def fetch_tuples(queryset: models.QuerySet[Any]) -> list[tuple[Any, ...]]:
     except EmptyResultSet:
         return []
     converters = compiler.get_converters([column for column, _, _ in compiler.select])
-    with connections[queryset.db].cursor() as cursor:
+    with get_store(queryset.db).row_cursor() as cursor:
         cursor.execute(sql, params)
         rows: list[tuple[Any, ...]] = cursor.fetchall()
     if converters:
@@ -449,7 +452,10 @@ class Backfill:
         # SQLite allows one writer at a time and refuses (rather than waits for) a reader that
         # wants to become a writer, so there the batches are sent one after the other.
         overlap = connections[using].vendor != "sqlite"
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender:
+        with (
+            fewer_collections(),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender,
+        ):
             in_flight: Future[None] | None = None
             in_flight_batch: SendBatch | None = None
             for checked in self.checked_batches():
@@ -620,6 +626,26 @@ def add_stats(total: BackfillStats, part: BackfillStats) -> None:
     total.invalid_rows.extend(part.invalid_rows[:room])
     for reason, count in part.rejected_reasons.items():
         total.rejected_reasons[reason] = total.rejected_reasons.get(reason, 0) + count
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector runs less often for the duration, then as before.
+
+    A batch's thousand events live until the batch is sent, so with the default thresholds
+    (700, 10, 10) each batch survives several young collections and is promoted, and the
+    promotions keep triggering collections of the whole heap (Django's objects included):
+    15% of a one-process backfill's CPU (measured with py-spy and with the collector off).
+    Batches hold no reference cycles, so collecting less often only defers the little there
+    is to collect; the collector is never turned off. Process-wide while it lasts: a
+    backfill runs in a command's own process, and the thresholds are restored after it.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(*BACKFILL_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def split_pk_range(backfill: Backfill, parts: int) -> list[tuple[Any, Any]] | None:

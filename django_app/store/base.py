@@ -175,6 +175,10 @@ class OutboxStore:
     def connection(self) -> Any:
         return connections[self.using]
 
+    def row_cursor(self) -> Any:
+        """A cursor for reading many rows of the host's tables (a backfill's pages)."""
+        return self.connection.cursor()
+
     def describe(self) -> str:
         return f"{type(self).__name__} on {self.using!r} ({self.connection.vendor})"
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -214,6 +215,21 @@ class Psycopg3Store(PostgresStore):
                 raise
 
     ARRAY_PARAMETER = "%b"
+
+    def row_cursor(self) -> Any:
+        cursor = self.connection.cursor()
+        if settings.USE_TZ:
+            # Django's timestamptz loader parses in Python, then sets the zone the value
+            # already has (the session's); psycopg's own (C, with psycopg[binary]) gives the
+            # same aware datetimes, 3.6 of 8.1 µs per backfill row sooner. Without USE_TZ,
+            # Django's makes them naive: kept.
+            import psycopg
+            from psycopg.pq import Format
+
+            oid = psycopg.adapters.types["timestamptz"].oid
+            loader = psycopg.adapters.get_loader(oid, Format.TEXT)
+            cursor.cursor.adapters.register_loader(oid, loader)
+        return cursor
 
     def array_cursor(self) -> Any:
         return self.server_bound_cursor()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
-from django_app.backfill import Backfill, BackfillOptions
+from django_app.backfill import BACKFILL_GC_THRESHOLDS, Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.runtime import get_source
 from django_app.store import OutboxStore
@@ -423,3 +424,33 @@ def test_inside_a_transaction_or_a_capture_the_run_stays_in_one_process(settings
         backfill("--batch-size", "1", "--force")
     assert len(captured) == 25
     assert receiver.item_count == 25  # captured, not sent
+
+
+class NotesTheCollector(Sink):
+    def __init__(self) -> None:
+        self.seen: set[tuple[bool, tuple[int, int, int]]] = set()
+
+    def send(self, events):
+        self.seen.add((gc.isenabled(), gc.get_threshold()))
+        return SendResult.every(len(events), Outcome.delivered())
+
+
+def test_a_run_collects_garbage_less_often_and_restores_the_collector_after(settings):
+    settings.TRACKING_ADAPTER = tracking()
+    existing_profiles(30)
+    before = gc.get_threshold()
+    sink = NotesTheCollector()
+    run = Backfill(get_source(), BackfillOptions(batch_size=10), sink=sink)
+
+    for _ in run.run():
+        assert gc.get_threshold() == BACKFILL_GC_THRESHOLDS
+    assert sink.seen == {(True, BACKFILL_GC_THRESHOLDS)}  # less often, never off
+    assert run.stats.sent == 30
+    assert gc.get_threshold() == before
+
+    stopped = Backfill(get_source(), BackfillOptions(batch_size=10, force=True), sink=sink)
+    batches = stopped.run()
+    next(batches)
+    assert gc.get_threshold() == BACKFILL_GC_THRESHOLDS
+    batches.close()  # a caller that stops iterating midway gets the collector back too
+    assert gc.get_threshold() == before

@@ -242,3 +242,28 @@ def test_a_ledger_lookup_probes_the_index_per_id_whatever_the_statistics(lock):
     assert store.read_ledger(["u00001", *wanted[:60]], event="group_enriched", lock=lock) == {
         "u00001": ("g", "gm")
     }
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_the_row_cursor_reads_what_django_reads(use_tz, settings):
+    # The backfill's pages are read with psycopg's own timestamptz loader where Django's
+    # would give the same values (USE_TZ), and with Django's where it makes them naive.
+    settings.USE_TZ = use_tz
+    sql = (
+        "SELECT %s::timestamptz, '2024-02-29 23:59:59.123456+05:30'::timestamptz, "
+        "'1969-12-31 23:00:00-10:00'::timestamptz, NULL::timestamptz, 'x'::text"
+    )
+    moment = datetime(2026, 3, 29, 1, 30, 15, 1000, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [moment])
+        expected = cursor.fetchall()
+    with get_store("default").row_cursor() as cursor:
+        cursor.execute(sql, [moment])
+        found = cursor.fetchall()
+    assert found == expected
+    assert [value.utcoffset() for value in found[0][:3]] == [
+        value.utcoffset() for value in expected[0][:3]
+    ]
+    assert (found[0][0].tzinfo is None) is (not use_tz)
