@@ -130,6 +130,8 @@ def format_timestamp(moment: datetime) -> str:
     A naive datetime is taken to be UTC.
     """
     # isoformat() always writes a four-digit year (strftime's %Y does not, on every platform).
+    if moment.tzinfo is UTC:  # what events hold: the offset "+00:00" is the last 6 characters
+        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
     return as_utc(moment).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
@@ -586,6 +588,19 @@ def _private_state(model: BaseModel) -> dict[str, Any]:
     return private
 
 
+def _message_id(scope: str, content_hash: str, timestamp_text: str) -> str:
+    """The derived message id: SHA-256 of the namespace, the scope, the content hash and the
+    timestamp, shaped as an RFC 9562 name-based (version 5) UUID (from SHA-256 rather than
+    SHA-1): the version nibble is 5 and the variant bits 10."""
+    key = f"{scope}\x1f{content_hash}\x1f{timestamp_text}".encode()
+    h = hashlib.sha256(_NAMESPACE_BYTES + key).hexdigest()
+    variant = _VARIANT_NIBBLES[int(h[16], 16)]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT_NIBBLES = "89ab" * 4  # the nibble 0-f with its two high bits set to 10
+
+
 def _same_key(cached: tuple[str, PropertiesBase, int], key: tuple[Any, ...]) -> bool:
     """The same group, the same properties *object* (held by the cache, so its id cannot be
     reused by a new one) at the same revision."""
@@ -741,7 +756,7 @@ class EnrichedEvent(BaseModel):
     @model_validator(mode="after")
     def _derive_message_id(self) -> EnrichedEvent:
         if not self.message_id:
-            derived = self.derive_message_id()
+            derived = self._derive_for_new_event()
             # Straight into the field: BaseModel.__setattr__ costs more than deriving the id.
             self.__dict__["message_id"] = derived
             self.__pydantic_fields_set__.add("message_id")
@@ -860,13 +875,23 @@ class EnrichedEvent(BaseModel):
 
     def derive_message_id(self) -> str:
         """The stable default id: same subject, content and time give the same id."""
-        key = f"{self._id_scope()}\x1f{self.content_hash()}\x1f{self.timestamp_text()}"
-        digest = bytearray(hashlib.sha256(_NAMESPACE_BYTES + key.encode("utf-8")).digest()[:16])
-        # Shaped as an RFC 9562 name-based (version 5) UUID, from SHA-256 rather than SHA-1.
-        digest[6] = (digest[6] & 0x0F) | 0x50
-        digest[8] = (digest[8] & 0x3F) | 0x80
-        h = digest.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return _message_id(self._id_scope(), self.content_hash(), self.timestamp_text())
+
+    def _derive_for_new_event(self) -> str:
+        """``derive_message_id()`` for an event just validated, which has no cached
+        serialisation yet: each is computed once and cached, without the checks of a
+        stale cache that ``content_hash()`` and the others make (a third of a backfill's
+        validation went there)."""
+        key = self._cache_key()
+        properties_json = self.properties.to_json()
+        content_hash = hashlib.sha256(self._content_prefix() + properties_json).hexdigest()
+        timestamp = self.timestamp
+        timestamp_text = format_timestamp(timestamp)
+        private = _private_state(self)
+        private["_properties_json"] = (key, properties_json)
+        private["_content_hash"] = (key, content_hash)
+        private["_timestamp_text"] = (timestamp, timestamp_text)
+        return _message_id(self._id_scope(), content_hash, timestamp_text)
 
     def to_thrivestack(self) -> dict[str, Any]:
         """The ThriveStack ``/track`` item (the request body is an array of these)."""
