@@ -488,12 +488,17 @@ def render(report: dict[str, Any]) -> str:
         )
     save = report.get("save")
     if save:
+        contenders = ", ".join(
+            f"{name} {save['median_us'][name]:,.0f} µs ({ratio:.2f})"
+            for name, ratio in save["ratios"].items()
+        )
         lines += [
             "",
-            f"Save path (median per save, each in its own transaction, {save['saves']:,} saves): "
-            f"tracked {save['tracked_us']:.0f} µs, untracked {save['untracked_us']:.0f} µs, "
-            f"ratio {save['ratio']:.2f}.",
+            f"Save path (median per save, each in its own transaction, {save['saves']:,} saves "
+            f"in rotating blocks; ratio to untracked): {contenders}.",
         ]
+        for name, reason in save.get("skipped", {}).items():
+            lines.append(f"Not run: {name} ({reason}).")
     drain = report.get("drain")
     if drain:
         lines += [

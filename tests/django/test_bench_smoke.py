@@ -49,5 +49,23 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
         assert report["drain"][f"{engine} x2"]["delivered"] == 300, engine
         assert report["drain"][f"{engine} x2"]["duplicates"] == 0, engine
     assert report["save"]["ratio"] > 0
+    # Every run shows the save path's floor next to the project (and django-outbox-pattern
+    # where the bench group is installed, or says why not).
+    assert {"untracked", "floor", "project"} <= set(report["save"]["ratios"])
+    assert "outbox_pattern" in report["save"]["ratios"] or "outbox_pattern" in (
+        report["save"].get("skipped", {})
+    )
+    assert "floor " in out.read_text().split("Save path")[1]
+
+    # The save path's SQL alone (README, "What bounds them"), on the data just seeded.
+    sql = subprocess.run(
+        [sys.executable, "-m", "bench.savesql", "300"],
+        cwd=REPO, env=dict(env, BENCH_ENDPOINT="http://127.0.0.1:9"), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert sql.returncode == 0, sql.stderr[-3000:]
+    medians = json.loads(sql.stdout.strip().splitlines()[-1])["median_us"]
+    assert set(medians) == {"select_1", "floor_insert", "record_function"}
+    assert all(value > 0 for value in medians.values())
     assert "| project |" in out.read_text()
     assert "segment/project = " in out.read_text()

@@ -1,0 +1,98 @@
+"""The save path's SQL alone: what each outbox costs the database, without any Python.
+
+``python -m bench.savesql SAVES``. Each statement runs in its own transaction, timed from
+``BEGIN`` to ``COMMIT``, in blocks that rotate so all see the same machine state:
+
+- ``select_1``: ``SELECT 1`` (the round trip itself);
+- ``floor_insert``: the save path floor's ``INSERT`` of the event's JSON into a jsonb table
+  with a primary key only;
+- ``record_function``: this project's record call as ``PostgresStore.record_one`` sends it
+  (the ledger check and update and the outbox insert, in its savepoint), for an event whose
+  content changed since the last one, as a tracked save's is.
+
+The events are built before the clock starts: the difference between the last two is the
+server's work for the ledger and the outbox's indexes, and the round trips it takes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
+import django
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+
+from bench.savepath import BLOCK, FLOOR_TABLE, event_json  # noqa: E402
+from django_app.api import build_event  # noqa: E402
+from django_app.store import get_store  # noqa: E402
+from example_project.profiles.models import Profile  # noqa: E402
+
+
+def timed(statement: Callable[[int], Any], count: int, start: int) -> list[float]:
+    timings = []
+    for number in range(start, start + count):
+        began = time.perf_counter()
+        with transaction.atomic():
+            statement(number)
+        timings.append(time.perf_counter() - began)
+    return timings
+
+
+def main() -> None:
+    saves = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    profile = Profile.objects.select_related("user", "account").order_by("pk").first()
+    assert profile is not None, "seed the database first (python -m bench.run)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (id bigserial PRIMARY KEY, payload jsonb)"
+        )
+    store = get_store("default")
+    payload = event_json(profile)
+    total = saves + 50 * 3
+    events = []
+    for number in range(total):  # a new content each time, as a tracked save records
+        profile.title = f"Title {number}"
+        events.append(build_event(profile))
+
+    def select_1(number: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+
+    def floor_insert(number: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {FLOOR_TABLE} (payload) VALUES (%s)", [payload])
+
+    def record_function(number: int) -> None:
+        store.record_one(events[number])
+
+    plan = {
+        "select_1": select_1,
+        "floor_insert": floor_insert,
+        "record_function": record_function,
+    }
+    timings: dict[str, list[float]] = {name: [] for name in plan}
+    number = 0
+    for statement in plan.values():  # warm each path once (plans, the function's cache)
+        timed(statement, 50, number)
+        number += 50
+    for _ in range(max(1, saves // (len(plan) * BLOCK))):
+        for name, statement in plan.items():
+            timings[name] += timed(statement, BLOCK, number)
+            number += BLOCK
+    medians = {name: statistics.median(values) * 1e6 for name, values in timings.items()}
+    print(json.dumps({"transactions": sum(map(len, timings.values())), "median_us": medians}))
+
+
+if __name__ == "__main__":
+    main()
