@@ -42,11 +42,11 @@ MAX_EVENTS_PER_BATCH = 2500
 MAX_BATCH_BYTES = 500_000
 DEFAULT_BATCH_BYTES = 475_000
 MAX_EVENT_BYTES = 32_000
-# Compression trades CPU for bytes on the wire. On these messages (bench/results/
-# segment-sink.md) level 1 compresses a batch to 7.0% of its size at 3.1 µs per event,
-# level 6 (zlib's default) to 5.6% at 8.4 µs, level 9 (the official client's) to 5.3% at
-# 22 µs: a backfill is bound by CPU, not by 33 KB against 27 KB per 475 KB batch. The
-# collector decodes any level.
+# Compression trades CPU for bytes on the wire. On user_enriched batches (`python -m
+# bench.gzip_levels`) level 1 compresses a body to 7.6% of its size at 2.5-2.7 µs of CPU
+# per event, level 6 (zlib's default) to 6.3% at 5.6-6.1 µs, level 9 (the official
+# client's) to 5.7% at 20-22 µs: a backfill is bound by CPU, not by 36 KB against 30 KB per
+# 475 KB request. The collector decodes any level.
 GZIP_LEVEL = 1
 
 _KEY_OPTION = "write_key (TRACKING_ADAPTER['SINK_OPTIONS']['write_key'] in Django)"
