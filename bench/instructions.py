@@ -1,0 +1,122 @@
+"""Instructions per row of the backfill's CPU-bound pieces, counted by valgrind.
+
+``python -m bench.instructions [PIECE ...]`` (default: all) reads 1,000 of the rows
+``bench.run`` seeded, then runs each piece over them under ``valgrind --tool=callgrind``,
+once with no batch and once with three: the difference over 3,000 rows is the piece's
+instruction count per row, which unlike a time does not depend on what else the machine is
+doing (valgrind counts OpenSSL's generic SHA-256 code, not the CPU's SHA instructions: the
+hashes count for more than they cost). Needs valgrind (Debian: ``apt-get install
+valgrind``).
+
+Pieces: ``build`` (``Backfill._build``: rows to validated events), ``validate_event``,
+``properties`` (``EnrichmentProperties.model_validate`` alone), ``event_given_id`` (the
+event with its message id given, so without deriving it), ``derive`` (a new event's
+serialisation, content hash and message id), ``to_json`` (the properties' compact JSON),
+``segment`` and ``thrivestack`` (each sink's encoding of a validated event).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from bench.run import ROOT
+
+BATCHES = 3
+ROWS = 1000
+
+
+def pieces() -> dict[str, Callable[[], Any]]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    os.environ.setdefault("BENCH_ENDPOINT", "http://127.0.0.1:9")
+    import django
+
+    django.setup()
+    from django_app.api import validate_event
+    from django_app.backfill import Backfill, BackfillOptions, fetch_tuples
+    from django_app.management.commands.backfill_user_enriched import configured_source
+    from tracking_adapter import EnrichmentProperties, UserEnrichedEvent
+    from tracking_adapter.encoding import segment_message
+
+    run = Backfill(configured_source(None, "user_enriched"), BackfillOptions(batch_size=ROWS))
+    rows = fetch_tuples(run.queryset().values_list(*(run.columns() or []))[:ROWS])
+    names = list(run.source.mapping.properties.fields)  # type: ignore[attr-defined]
+    data = [
+        {
+            "user_id": user_id,
+            "group_id": group_id,
+            "properties": dict(zip(names, values, strict=True)),
+            "context": {},
+            "timestamp": timestamp,
+        }
+        for _, user_id, group_id, timestamp, *values in rows
+    ]
+    given_id = [{**item, "message_id": "given"} for item in data]
+    events = run._build(rows, report=False)
+    none: frozenset[str] = frozenset()
+    return {
+        "build": lambda: run._build(rows, report=False),
+        "validate_event": lambda: [validate_event(item, excluded=none) for item in data],
+        "properties": lambda: [
+            EnrichmentProperties.model_validate(item["properties"]) for item in data
+        ],
+        "event_given_id": lambda: [UserEnrichedEvent.model_validate(item) for item in given_id],
+        "derive": lambda: [event._derive_for_new_event() for event in events],
+        "to_json": lambda: [event.properties.to_json() for event in events],
+        "segment": lambda: [segment_message(event) for event in events],
+        "thrivestack": lambda: [event.to_thrivestack_json() for event in events],
+    }
+
+
+PIECES = (
+    "build",
+    "validate_event",
+    "properties",
+    "event_given_id",
+    "derive",
+    "to_json",
+    "segment",
+    "thrivestack",
+)
+
+
+def counted(piece: str, batches: int) -> int:
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         "-m", "bench.instructions", "--worker", piece, str(batches)],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    for line in result.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split()[-1])
+    raise SystemExit(f"valgrind gave no count for {piece}:\n{result.stderr[-2000:]}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        piece, batches = sys.argv[2], int(sys.argv[3])
+        work = pieces()[piece]
+        for _ in range(batches):
+            work()
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    chosen = sys.argv[1:] or list(PIECES)
+    unknown = set(chosen) - set(PIECES)
+    if unknown:
+        raise SystemExit(f"unknown pieces {sorted(unknown)}; known: {', '.join(PIECES)}")
+    report = {}
+    for piece in chosen:
+        per_row = (counted(piece, BATCHES) - counted(piece, 0)) / (BATCHES * ROWS)
+        report[piece] = round(per_row)
+        print(f"{piece:16s} {per_row:10,.0f} instructions per row", flush=True)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
