@@ -21,6 +21,7 @@ from tracking_adapter import (
     EVENT_NAME,
     PROPERTY_NAMES,
     EnrichmentProperties,
+    GroupEnrichedEvent,
     UserEnrichedEvent,
     format_timestamp,
 )
@@ -739,6 +740,67 @@ class TestTimestamp:
 
 
 class TestMessageId:
+    def test_derived_ids_and_content_hashes_are_pinned(self):
+        # Ids a collector has seen must not change with a release: a resend would no longer
+        # be deduplicated. Values from the implementation these ids were first sent with.
+        cases = [
+            UserEnrichedEvent(
+                user_id="u-1",
+                group_id="acct-1",
+                timestamp=datetime(2023, 11, 2, 0, 30, 8, 276000, tzinfo=UTC),
+                properties={"enrichment_city": "Pune", "enrichment_phone": ["+91 20 0000"]},
+            ),
+            UserEnrichedEvent(
+                user_id="Zoë",
+                group_id="acct-é",
+                timestamp=datetime(
+                    1999,
+                    12,
+                    31,
+                    23,
+                    59,
+                    59,
+                    999999,
+                    tzinfo=timezone(timedelta(hours=5, minutes=30)),
+                ),
+                properties={
+                    "enrichment_full_name": "Zoë 日本 😀",
+                    "custom_plan": {"tier": 2, "ok": True},
+                },
+            ),
+            GroupEnrichedEvent(
+                user_id="u-1",
+                group_id="acct-1",
+                timestamp=datetime(2024, 3, 1, 12, 0),
+                properties={
+                    "enrichment_name": "Acme",
+                    "enrichment_employees": 120,
+                    "enrichment_tags": ["b2b", "saas"],
+                },
+            ),
+        ]
+        assert [(event.message_id, event.content_hash()) for event in cases] == [
+            (
+                "7e836d8f-29dc-569e-95d6-903b40c70612",
+                "2b9500b895e8c68dd53187d5b85a4e600d813f6e78cdbf86f61324722d82c5b0",
+            ),
+            (
+                "837162d7-80db-5e68-85e1-d2b95dbcc1da",
+                "bfe9bb7228524e8c5dd16e0e2452faacc0279f27bb2cf5cb496d9bbf2ae6e3e4",
+            ),
+            (
+                "5c6fbcaf-6890-5b70-97f2-d0a830f7dc1c",
+                "29ee1f6cae65f90e491a2882f459b674de0294775c5bc2517b643f1f32c4dbc0",
+            ),
+        ]
+        # The path of an event built with an id of its own, whose serialisations are not
+        # computed at validation, agrees with the one of a new event.
+        rebuilt = [
+            type(event).model_validate({**event.model_dump(), "message_id": "given"})
+            for event in cases
+        ]
+        assert [event.derive_message_id() for event in rebuilt] == [e.message_id for e in cases]
+
     def test_default_is_deterministic(self):
         assert _event().message_id == _event().message_id
         assert _event().message_id == _event().derive_message_id()
