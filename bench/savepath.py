@@ -99,14 +99,20 @@ def contenders() -> dict[str, tuple[Callable[[], None], Callable[[], None]]]:
     return found
 
 
-def main() -> None:
-    saves = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+def seeded_profile() -> Profile:
+    """The profile every contender saves, and the floor's table, made if missing."""
     profile = Profile.objects.select_related("user", "account").order_by("pk").first()
     assert profile is not None, "seed the database first (python -m bench.run)"
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (id bigserial PRIMARY KEY, payload jsonb)"
         )
+    return profile
+
+
+def main() -> None:
+    saves = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    profile = seeded_profile()
     if HAS_OUTBOX_PATTERN:
         from django.core.management import call_command
 

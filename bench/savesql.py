@@ -32,10 +32,9 @@ django.setup()
 
 from django.db import connection, transaction  # noqa: E402
 
-from bench.savepath import BLOCK, FLOOR_TABLE, event_json  # noqa: E402
+from bench.savepath import BLOCK, FLOOR_TABLE, event_json, seeded_profile  # noqa: E402
 from django_app.api import build_event  # noqa: E402
 from django_app.store import get_store  # noqa: E402
-from example_project.profiles.models import Profile  # noqa: E402
 
 
 def timed(statement: Callable[[int], Any], count: int, start: int) -> list[float]:
@@ -50,12 +49,7 @@ def timed(statement: Callable[[int], Any], count: int, start: int) -> list[float
 
 def main() -> None:
     saves = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    profile = Profile.objects.select_related("user", "account").order_by("pk").first()
-    assert profile is not None, "seed the database first (python -m bench.run)"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (id bigserial PRIMARY KEY, payload jsonb)"
-        )
+    profile = seeded_profile()
     store = get_store("default")
     payload = event_json(profile)
     total = saves + 50 * 3
