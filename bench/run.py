@@ -8,7 +8,8 @@ Compares, in one run and on the same data in PostgreSQL (database ``tracking_ben
   sink (``project``) and with the Segment sink (``segment``, gzip on, to ``/v1/batch``),
   and the floor (raw cursor, same JSON, same batches, no validation, no bookkeeping), each
   delivering to a counting receiver in its own process, with the CPU each side spent;
-- the save path: tracked vs untracked ``profile.save()``;
+- the save path (``bench.savepath``): an untracked ``profile.save()``, the same save with
+  the floor's outbox, with django-outbox-pattern's, and with this project's;
 - the worker drain: one and two ``deliver_events --once`` over pending rows.
 
 Prints a table and writes it to ``bench/results/latest.md`` (and ``.json``). Medians of

@@ -805,9 +805,11 @@ class EnrichedEvent(BaseModel):
         private = _private_state(self)
         cached: tuple[Any, str] | None = private.get("_content_hash")
         if cached is None or not _same_key(cached[0], key):
-            content = self._content_prefix() + self.properties_json()
-            cached = private["_content_hash"] = (key, hashlib.sha256(content).hexdigest())
+            cached = private["_content_hash"] = (key, self._hash_content(self.properties_json()))
         return cached[1]
+
+    def _hash_content(self, properties_json: bytes) -> str:
+        return hashlib.sha256(self._content_prefix() + properties_json).hexdigest()
 
     def properties_json(self) -> bytes:
         """The properties as sent, serialised once and reused for the hash, store and wire."""
@@ -881,12 +883,12 @@ class EnrichedEvent(BaseModel):
 
     def _derive_for_new_event(self) -> str:
         """``derive_message_id()`` for an event just validated, which has no cached
-        serialisation yet: each is computed once and cached, without the checks of a
-        stale cache that ``content_hash()`` and the others make (a third of a backfill's
-        validation went there)."""
+        serialisation yet: each is computed once and cached, without the stale-cache checks
+        and repeated lookups of ``content_hash()`` and the others (277,000 -> 252,000
+        instructions per backfill row, ``python -m bench.instructions build``)."""
         key = self._cache_key()
         properties_json = self.properties.to_json()
-        content_hash = hashlib.sha256(self._content_prefix() + properties_json).hexdigest()
+        content_hash = self._hash_content(properties_json)
         timestamp = self.timestamp
         timestamp_text = format_timestamp(timestamp)
         private = _private_state(self)

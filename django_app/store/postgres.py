@@ -71,6 +71,11 @@ def ledger_lookup_sql(table: str, array_parameter: str, lock: bool) -> str:
 
 
 class PostgresStore(OutboxStore):
+    def __init__(self, using: str) -> None:
+        super().__init__(using)
+        self._function_present = False
+        self._function_missing_since: float | None = None
+
     # How a list is passed as one array parameter, and the cursor that takes it.
     ARRAY_PARAMETER = "%s"
 
@@ -89,11 +94,6 @@ class PostgresStore(OutboxStore):
             sql = ledger_lookup_sql(table, self.ARRAY_PARAMETER, lock)
             cursor.execute(sql, [subject_ids, event])
             return {subject: (digest, message_id) for subject, digest, message_id in cursor}
-
-    def __init__(self, using: str) -> None:
-        super().__init__(using)
-        self._function_present = False
-        self._function_missing_since: float | None = None
 
     def record_one(
         self, event: EnrichedEvent, *, force: bool = False, skip_empty: bool = False

@@ -267,3 +267,38 @@ def test_the_row_cursor_reads_what_django_reads(use_tz, settings):
         value.utcoffset() for value in expected[0][:3]
     ]
     assert (found[0][0].tzinfo is None) is (not use_tz)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_ledger_lookup_holds_the_entries_it_read_until_commit():
+    # write_ledger_if_unchanged's compare-and-set relies on it: a live save must wait for
+    # the backfill's entries, not write between its read and its write.
+    from django.db import OperationalError, connections, transaction
+
+    now = datetime.now(UTC)
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(
+            event=EVENT_NAME, subject_id=f"s{i:03d}", content_hash="h", message_id=f"m{i}",
+            recorded_at=now,
+        )
+        for i in range(80)
+    )  # fmt: skip
+    store = get_store("default")
+    other = connections.create_connection("default")
+    try:
+        with transaction.atomic():
+            assert len(store.read_ledger([f"s{i:03d}" for i in range(80)], lock=True)) == 80
+            with other.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+                with pytest.raises(OperationalError):
+                    cursor.execute(
+                        "SELECT 1 FROM django_app_ledgerentry WHERE subject_id = 's042' FOR UPDATE"
+                    )
+        with other.cursor() as cursor:  # committed: free again
+            cursor.execute(
+                "SELECT 1 FROM django_app_ledgerentry WHERE subject_id = 's042' FOR UPDATE"
+            )
+            assert cursor.fetchone() == (1,)
+    finally:
+        other.close()
