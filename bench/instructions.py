@@ -13,6 +13,11 @@ Pieces: ``build`` (``Backfill._build``: rows to validated events), ``validate_ev
 event with its message id given, so without deriving it), ``derive`` (a new event's
 serialisation, content hash and message id), ``to_json`` (the properties' compact JSON),
 ``segment`` and ``thrivestack`` (each sink's encoding of a validated event).
+
+Save pieces, per save rather than per row (``SAVES`` saves a batch, each in its own
+transaction, as ``bench.savepath`` times them): ``save_untracked``, ``save_floor``,
+``save_outbox_pattern`` and ``save_project``. Only this process's instructions are counted,
+not the database server's: what each outbox costs the host's Python, the driver included.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from bench.run import ROOT
 
 BATCHES = 3
 ROWS = 1000
+SAVES = 200
 
 
 def pieces() -> dict[str, Callable[[], Any]]:
@@ -60,6 +66,7 @@ def pieces() -> dict[str, Callable[[], Any]]:
     events = run._build(rows, report=False)
     none: frozenset[str] = frozenset()
     return {
+        **save_pieces(),
         "build": lambda: run._build(rows, report=False),
         "validate_event": lambda: [validate_event(item, excluded=none) for item in data],
         "properties": lambda: [
@@ -73,6 +80,27 @@ def pieces() -> dict[str, Callable[[], Any]]:
     }
 
 
+def save_pieces() -> dict[str, Callable[[], Any]]:
+    """Each save contender of ``bench.savepath`` as a piece: ``SAVES`` saves a call."""
+    from bench import savepath
+    from django_app import receivers
+
+    profile = savepath.seeded_profile()
+    receivers.disconnect_source()
+    numbers = iter(range(0, 10**9, SAVES))
+
+    def saves(set_up: Callable[[], None], tear_down: Callable[[], None]) -> Callable[[], Any]:
+        def run() -> None:
+            set_up()
+            savepath.timed_saves(profile, SAVES, next(numbers))
+            tear_down()
+
+        return run
+
+    return {f"save_{name}": saves(*ends) for name, ends in savepath.contenders().items()}
+
+
+SAVE_PIECES = ("save_untracked", "save_floor", "save_outbox_pattern", "save_project")
 PIECES = (
     "build",
     "validate_event",
@@ -82,6 +110,7 @@ PIECES = (
     "to_json",
     "segment",
     "thrivestack",
+    *SAVE_PIECES,
 )
 
 
@@ -100,7 +129,10 @@ def counted(piece: str, batches: int) -> int:
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         piece, batches = sys.argv[2], int(sys.argv[3])
-        work = pieces()[piece]
+        available = pieces()
+        if piece not in available:  # save_outbox_pattern without the bench group
+            raise SystemExit(f"{piece} needs django-outbox-pattern: pip install --group bench")
+        work = available[piece]
         for _ in range(batches):
             work()
         return
@@ -112,9 +144,10 @@ def main() -> None:
         raise SystemExit(f"unknown pieces {sorted(unknown)}; known: {', '.join(PIECES)}")
     report = {}
     for piece in chosen:
-        per_row = (counted(piece, BATCHES) - counted(piece, 0)) / (BATCHES * ROWS)
-        report[piece] = round(per_row)
-        print(f"{piece:16s} {per_row:10,.0f} instructions per row", flush=True)
+        unit, count = ("save", SAVES) if piece in SAVE_PIECES else ("row", ROWS)
+        per_unit = (counted(piece, BATCHES) - counted(piece, 0)) / (BATCHES * count)
+        report[piece] = round(per_unit)
+        print(f"{piece:20s} {per_unit:10,.0f} instructions per {unit}", flush=True)
     print(json.dumps(report))
 
 

@@ -63,7 +63,9 @@ class AppSettings:
     def __getattr__(self, name: str) -> Any:
         if name not in DEFAULTS:
             raise AttributeError(f"{SETTING_NAME} has no setting {name!r}")
-        return self.raw().get(name, DEFAULTS[name])
+        # Read in place, not through raw()'s copy: a tracked save reads several settings.
+        value = getattr(settings, SETTING_NAME, None)
+        return value.get(name, DEFAULTS[name]) if isinstance(value, dict) else DEFAULTS[name]
 
 
 app_settings = AppSettings()

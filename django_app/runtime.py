@@ -75,12 +75,14 @@ def get_inline_sink() -> Sink:
 
 def get_source(event: str = EVENT_NAME) -> Source | None:
     """The source of ``event`` (``SOURCES[event]``; ``SOURCE`` for ``user_enriched``)."""
+    key = f"source:{event}"
+    source = _cache.get(key)  # read on every tracked save: the settings only when not built
+    if source is not None:
+        return source  # type: ignore[no-any-return]
     config = source_configs().get(event)
     if not config:
         return None
-    return _cached(  # type: ignore[no-any-return]
-        f"source:{event}", lambda: build_source(config, event)
-    )
+    return _cached(key, lambda: build_source(config, event))  # type: ignore[no-any-return]
 
 
 def get_sources() -> dict[str, Source]:

@@ -49,18 +49,36 @@ def resolve_path(obj: Any, path: str) -> Any:
     """
     if not isinstance(path, str):
         raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
+    return _walk(obj, _path_parts(path), path)
+
+
+def path_reader(path: str) -> Extractor:
+    """``resolve_path(obj, path)`` as a callable of ``obj``, the path checked and split
+    once: a property map reads every one of its paths on every tracked save."""
+    if not isinstance(path, str):
+        raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
+    parts = _path_parts(path)
+
+    def read(obj: Any) -> Any:
+        return _walk(obj, parts, path)
+
+    return read
+
+
+def _walk(obj: Any, parts: tuple[str, ...], path: str) -> Any:
     current = obj
-    for position, part in enumerate(_path_parts(path)):
+    for position, part in enumerate(parts):
         if current is None:
             return None
-        kind = _kind(type(current))
+        cls = type(current)
+        kind = _KINDS.get(cls) or _kind(cls)
         if kind is _OBJECT:
             current = _attribute(current, part, path)
         elif kind is _MAPPING:
             current = current.get(part)
         else:
             if not _INDEX.fullmatch(part):
-                walked = ".".join(_path_parts(path)[:position])
+                walked = ".".join(parts[:position])
                 raise MappingError(
                     f"attribute path {path!r}: {walked or 'the object'} is a "
                     f"list, so {part!r} must be an index"
@@ -155,10 +173,14 @@ class PropertyMap:
         if problems:
             raise MappingError("invalid property map: " + "; ".join(problems))
         self.fields: dict[str, PathOrCallable] = dict(fields)
+        self._readers = [
+            (name, source if callable(source) else path_reader(source))
+            for name, source in self.fields.items()
+        ]
 
     def values(self, obj: Any) -> dict[str, Any]:
         """The raw values, unvalidated, keyed by property name."""
-        return {name: extract(obj, source) for name, source in self.fields.items()}
+        return {name: read(obj) for name, read in self._readers}
 
     def __call__(self, obj: Any) -> dict[str, Any]:
         return self.values(obj)

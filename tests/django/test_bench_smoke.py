@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -69,3 +70,17 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     assert all(value > 0 for value in medians.values())
     assert "| project |" in out.read_text()
     assert "segment/project = " in out.read_text()
+
+    # The instruction counts' save pieces (README, "What bounds them"), run once each
+    # without valgrind: the same code the counts run under it.
+    from bench.instructions import SAVE_PIECES
+
+    for piece in SAVE_PIECES:
+        if piece == "save_outbox_pattern" and not importlib.util.find_spec("django_outbox_pattern"):
+            continue  # the bench group's contender: not installed by make test
+        run = subprocess.run(
+            [sys.executable, "-m", "bench.instructions", "--worker", piece, "1"],
+            cwd=REPO, env=dict(env, BENCH_ENDPOINT="http://127.0.0.1:9", PYTHONPATH=str(REPO)),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, (piece, run.stderr[-3000:])

@@ -72,6 +72,12 @@ def test_a_tracked_save_costs_one_statement_on_postgresql(settings):
         assert statements[1].startswith("SAVEPOINT "), statements[1]
         assert f"; SELECT * FROM {RECORD_FUNCTION}(" in statements[1], statements[1]
         assert len(untracked.captured_queries) == len(tracked.captured_queries) - 1
+        # The same savepoint name each time: psycopg parses a query string it has seen once.
+        profile.city = "Delhi"
+        with CaptureQueriesContext(connection) as again, transaction.atomic():
+            profile.save()
+        [call] = [q["sql"] for q in again.captured_queries if RECORD_FUNCTION in q["sql"]]
+        assert call.split(";")[0] == statements[1].split(";")[0], (call, statements[1])
     else:  # psycopg2: Django's own savepoint, the call, the release (three statements)
         assert len(statements) == 4, statements
         savepoint, call, release = statements[1:]
@@ -79,7 +85,8 @@ def test_a_tracked_save_costs_one_statement_on_postgresql(settings):
         assert call.startswith(f"SELECT * FROM {RECORD_FUNCTION}("), statements
         assert release == "RELEASE " + savepoint, statements
         assert len(untracked.captured_queries) == len(tracked.captured_queries) - 3
-    assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == 2
+    expected = 3 if pg_driver() == "psycopg" else 2
+    assert OutboxEvent.objects.filter(user_id=profile.user.username).count() == expected
 
 
 def test_the_pass_runs_on_the_database_and_driver_it_asked_for():
