@@ -1,7 +1,7 @@
 """Where a one-process backfill spends its time, phase by phase.
 
-``python -m bench.phases [--gc default|raised|off] [--sink thrivestack|segment]
-[--sequential] [--rows N] [--pages]`` runs ``backfill_user_enriched --workers 1 --limit N``
+``python -m bench.phases [--gc default|raised|off] [--switch default|backfill]
+[--sink thrivestack|segment] [--sequential] [--rows N] [--pages]`` runs ``backfill_user_enriched --workers 1 --limit N``
 (100,000 by default) in this process over the rows ``bench.run`` seeded (outbox and ledger
 emptied first), against a counting receiver
 of its own, with timers around the backfill's phases. It prints the wall and CPU time per
@@ -10,6 +10,8 @@ phases and the sending thread's overlap, so they add up to more than the wall ti
 
 - ``--gc``: the collector's thresholds during the run: the backfill's own (``raised``),
   Python's (``default``, by pinning them), or none (``off``).
+- ``--switch``: the interpreter's thread switch interval during the run: the backfill's own
+  (``backfill``, ``BACKFILL_SWITCH_INTERVAL``) or Python's 5 ms (``default``).
 - ``--sequential``: send each batch in the reading thread, to see the phases without the
   other thread's share of the GIL.
 - ``--pages``: instead, read seven pages of 1,000 rows with Django's cursor and with the
@@ -93,6 +95,7 @@ def pages() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.phases")
     parser.add_argument("--gc", choices=["raised", "default", "off"], default="raised")
+    parser.add_argument("--switch", choices=["backfill", "default"], default="backfill")
     parser.add_argument("--sink", choices=["thrivestack", "segment"], default="thrivestack")
     parser.add_argument("--sequential", action="store_true")
     parser.add_argument("--pages", action="store_true")
@@ -138,6 +141,8 @@ def run(args: argparse.Namespace) -> None:
         backfill.BACKFILL_GC_THRESHOLDS = gc.get_threshold()
     elif args.gc == "off":
         gc.disable()
+    if args.switch == "default":
+        backfill.BACKFILL_SWITCH_INTERVAL = None
     if args.sequential:
 
         def submit(self: ThreadPoolExecutor, fn: Any, /, *fargs: Any, **kwargs: Any) -> Future[Any]:
@@ -157,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
         call_command("backfill_user_enriched", "--workers", "1", "--limit", str(count), verbosity=0)
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
     print(
-        f"{count:,} rows, gc {args.gc}, {args.sink}{', sequential' if args.sequential else ''}: "
+        f"{count:,} rows, gc {args.gc}, switch {args.switch}, {args.sink}{', sequential' if args.sequential else ''}: "
         f"{wall / count * 1e6:.1f} µs per event, CPU {cpu / count * 1e6:.1f} µs per event"
     )
     for _, _, label in TIMED:

@@ -20,7 +20,12 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
-from django_app.backfill import BACKFILL_GC_THRESHOLDS, Backfill, BackfillOptions
+from django_app.backfill import (
+    BACKFILL_GC_THRESHOLDS,
+    BACKFILL_SWITCH_INTERVAL,
+    Backfill,
+    BackfillOptions,
+)
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.runtime import get_source
 from django_app.store import OutboxStore
@@ -454,3 +459,34 @@ def test_a_run_collects_garbage_less_often_and_restores_the_collector_after(sett
     assert gc.get_threshold() == BACKFILL_GC_THRESHOLDS
     batches.close()  # a caller that stops iterating midway gets the collector back too
     assert gc.get_threshold() == before
+
+
+class NotesTheSwitchInterval(Sink):
+    def __init__(self) -> None:
+        self.seen: set[float] = set()
+
+    def send(self, events):
+        self.seen.add(sys.getswitchinterval())  # in the sending thread
+        return SendResult.every(len(events), Outcome.delivered())
+
+
+def test_a_run_hands_the_interpreter_to_the_sender_sooner_and_restores_the_interval(settings):
+    settings.TRACKING_ADAPTER = tracking()
+    existing_profiles(30)
+    before = sys.getswitchinterval()
+    assert BACKFILL_SWITCH_INTERVAL is not None
+    assert before > BACKFILL_SWITCH_INTERVAL
+    sink = NotesTheSwitchInterval()
+    run = Backfill(get_source(), BackfillOptions(batch_size=10), sink=sink)
+
+    for _ in run.run():
+        assert sys.getswitchinterval() == pytest.approx(BACKFILL_SWITCH_INTERVAL)
+    assert sorted(sink.seen) == [pytest.approx(BACKFILL_SWITCH_INTERVAL)]
+    assert run.stats.sent == 30
+    assert sys.getswitchinterval() == before
+
+    stopped = Backfill(get_source(), BackfillOptions(batch_size=10, force=True), sink=sink)
+    batches = stopped.run()
+    next(batches)
+    batches.close()  # stopped midway: restored too
+    assert sys.getswitchinterval() == before
