@@ -1,8 +1,14 @@
 """Wire bytes built fast, and exactly as the plain model's dicts encode.
 
-The speed tricks of the sinks live here, and only here. Each function names the plain
-expression whose bytes it returns; ``tests/core/test_encoding.py`` checks the equality over
-generated events, and a value a fast path cannot encode is handed to that expression.
+The speed tricks of the sinks and the store live here, and only here. Each function names
+the plain expression whose bytes it returns; ``tests/core/test_encoding.py`` checks the
+equality over generated events, and a value a fast path cannot encode is handed to that
+expression.
+
+``thrivestack_item`` and ``event_json`` (the ThriveStack item and the event as the outbox
+stores it: compact UTF-8 JSON) put the properties' compact JSON, which every event
+serialises once in Rust for its content hash, between the other members, instead of
+building the dict and encoding it all again.
 
 ``segment_message`` is the Segment track message as segment-analytics-python writes it
 (``json.dumps`` defaults: ASCII escapes, ``", "`` and ``": "``). The plain path builds
@@ -22,12 +28,74 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracking_adapter.schema import EnrichedEvent, PropertiesBase
+import pydantic_core
+
+if TYPE_CHECKING:  # the schema imports this module: its classes are looked up when used
+    from tracking_adapter.schema import EnrichedEvent, PropertiesBase
+
+
+# Printable ASCII but the quote and the backslash: characters JSON writes as they are.
+_PLAIN_JSON_TEXT = re.compile(r"[ !#-\[\]-~]*\Z")
+
+
+def compact_json(value: Any) -> bytes:
+    """``pydantic_core.to_json(value)``: compact UTF-8 JSON of a JSON-compatible value."""
+    if type(value) is str and _PLAIN_JSON_TEXT.match(value):
+        return b'"' + value.encode("ascii") + b'"'  # nothing to escape: skip the encoder
+    # The properties' JSON comes from pydantic too: one spelling of numbers in a body
+    # (json.dumps writes 1e-07 where pydantic writes 1e-7).
+    return pydantic_core.to_json(value)
+
+
+def thrivestack_item(event: EnrichedEvent) -> bytes:
+    """``pydantic_core.to_json(event.to_thrivestack())``."""
+    if event.context:
+        context = compact_json({"group_id": event.group_id, **event.context})
+    else:
+        context = b'{"group_id":' + compact_json(event.group_id) + b"}"
+    return b"".join(
+        (
+            b'{"user_id":',
+            compact_json(event.user_id),
+            b',"event_name":',
+            compact_json(event.EVENT_NAME),
+            b',"properties":',
+            event.properties_json(),
+            b',"context":',
+            context,
+            b',"timestamp":"',
+            event.timestamp_text().encode("ascii"),
+            b'"}',
+        )
+    )
+
+
+def event_json(event: EnrichedEvent) -> bytes:
+    """``pydantic_core.to_json({**event.model_dump(mode="json"), "timestamp":
+    event.timestamp_text()})``: the model's own dump, with the spec's timestamp form."""
+    return b"".join(
+        (
+            b'{"user_id":',
+            compact_json(event.user_id),
+            b',"group_id":',
+            compact_json(event.group_id),
+            b',"properties":',
+            event.properties_json(),
+            b',"timestamp":"',
+            event.timestamp_text().encode("ascii"),
+            b'","context":',
+            compact_json(event.context),
+            b',"message_id":',
+            compact_json(event.message_id),
+            b"}",
+        )
+    )
 
 
 def ascii_json(text: str) -> bytes:
@@ -147,6 +215,8 @@ _PROPERTIES_PLANS: dict[type[PropertiesBase], _PropertiesPlan | None] = {}
 
 
 def _properties_plan(cls: type[PropertiesBase]) -> _PropertiesPlan | None:
+    from tracking_adapter.schema import PropertiesBase
+
     plan = None
     names = tuple(cls.model_fields)
     if cls.to_wire is PropertiesBase.to_wire and names:
@@ -174,6 +244,8 @@ _SEGMENT_KINDS: dict[type[EnrichedEvent], _SegmentKind] = {}
 
 
 def _segment_kind(cls: type[EnrichedEvent]) -> _SegmentKind:
+    from tracking_adapter.schema import EnrichedEvent
+
     if cls.to_segment is not EnrichedEvent.to_segment:
         kind = _PLAIN
     else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import re
 import sys
@@ -35,6 +34,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from tracking_adapter.encoding import compact_json, event_json, thrivestack_item
 
 EVENT_NAME = "user_enriched"
 GROUP_EVENT_NAME = "group_enriched"
@@ -147,16 +148,6 @@ def as_utc(moment: datetime) -> datetime:
         raise ValueError(
             f"{moment.isoformat()} is outside the range of representable times"
         ) from None
-
-
-def _json_bytes(value: Any) -> bytes:
-    if type(value) is str and _PLAIN_JSON_TEXT.match(value):
-        return b'"' + value.encode("ascii") + b'"'  # nothing to escape: skip the encoder
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-# Printable ASCII but the quote and the backslash: characters JSON writes as they are.
-_PLAIN_JSON_TEXT = re.compile(r"[ !#-\[\]-~]*\Z")
 
 
 def _type_name(value: object) -> str:
@@ -836,46 +827,12 @@ class EnrichedEvent(BaseModel):
         return cached[1]
 
     def to_thrivestack_json(self) -> bytes:
-        """``to_thrivestack()`` as compact UTF-8 JSON, without building the dict first."""
-        if self.context:
-            context = _json_bytes({"group_id": self.group_id, **self.context})
-        else:
-            context = b'{"group_id":' + _json_bytes(self.group_id) + b"}"
-        return b"".join(
-            (
-                b'{"user_id":',
-                _json_bytes(self.user_id),
-                b',"event_name":',
-                _json_bytes(self.EVENT_NAME),
-                b',"properties":',
-                self.properties_json(),
-                b',"context":',
-                context,
-                b',"timestamp":"',
-                self.timestamp_text().encode("ascii"),
-                b'"}',
-            )
-        )
+        """``to_thrivestack()`` as compact UTF-8 JSON (``tracking_adapter.encoding``)."""
+        return thrivestack_item(self)
 
     def to_json(self) -> bytes:
         """The whole event as compact UTF-8 JSON; ``model_validate_json`` reads it back."""
-        return b"".join(
-            (
-                b'{"user_id":',
-                _json_bytes(self.user_id),
-                b',"group_id":',
-                _json_bytes(self.group_id),
-                b',"properties":',
-                self.properties_json(),
-                b',"timestamp":"',
-                self.timestamp_text().encode("ascii"),
-                b'","context":',
-                _json_bytes(self.context),
-                b',"message_id":',
-                _json_bytes(self.message_id),
-                b"}",
-            )
-        )
+        return event_json(self)
 
     def derive_message_id(self) -> str:
         """The stable default id: same subject, content and time give the same id."""
@@ -933,7 +890,7 @@ class UserEnrichedEvent(EnrichedEvent):
 
     def _content_prefix(self) -> bytes:
         # The user's account is part of what the enrichment says about the user.
-        return _json_bytes(self.group_id) + b"\x1f"
+        return compact_json(self.group_id) + b"\x1f"
 
     def _id_scope(self) -> str:
         return self.user_id  # the first kind's ids, kept stable across releases

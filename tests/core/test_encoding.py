@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
+import pydantic_core
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,15 @@ from tracking_adapter import (
     GroupEnrichmentProperties,
     UserEnrichedEvent,
 )
-from tracking_adapter.encoding import ascii_json, dumps, properties_text, segment_message
+from tracking_adapter.encoding import (
+    ascii_json,
+    compact_json,
+    dumps,
+    event_json,
+    properties_text,
+    segment_message,
+    thrivestack_item,
+)
 from tracking_adapter.schema import EnrichedEvent, PropertiesBase
 
 
@@ -100,6 +109,34 @@ def test_user_enriched_segment_message_is_the_plain_encoding(event):
 @given(_events(GroupEnrichedEvent))
 def test_group_enriched_segment_message_is_the_plain_encoding(event):
     assert segment_message(event) == plain(event)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_events(UserEnrichedEvent) | _events(GroupEnrichedEvent))
+def test_the_thrivestack_item_is_the_plain_encoding(event):
+    assert thrivestack_item(event) == pydantic_core.to_json(event.to_thrivestack())
+    assert event.to_thrivestack_json() == thrivestack_item(event)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_events(UserEnrichedEvent) | _events(GroupEnrichedEvent))
+def test_the_stored_event_is_the_models_own_dump(event):
+    dumped = {**event.model_dump(mode="json"), "timestamp": event.timestamp_text()}
+    assert event_json(event) == pydantic_core.to_json(dumped)
+    assert event.to_json() == event_json(event)
+    assert type(event).model_validate_json(event_json(event)) == event
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_compact_json_is_pydantics_encoding(value):
+    assert compact_json(value) == pydantic_core.to_json(value)
+
+
+@given(_TEXT)
+def test_compact_json_writes_text_as_it_always_did(text):
+    """Ids are hashed in this form (the content hash's group id): it must not move."""
+    assert compact_json(text) == json.dumps(text, ensure_ascii=False).encode("utf-8")
 
 
 @settings(max_examples=300, deadline=None)
