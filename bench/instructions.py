@@ -37,12 +37,17 @@ ROWS = 1000
 SAVES = 200
 
 
-def pieces() -> dict[str, Callable[[], Any]]:
+def _setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     os.environ.setdefault("BENCH_ENDPOINT", "http://127.0.0.1:9")
     import django
 
     django.setup()
+
+
+def pieces() -> dict[str, Callable[[], Any]]:
+    """The per-row pieces, over 1,000 seeded rows."""
+    _setup()
     from django_app.api import validate_event
     from django_app.backfill import Backfill, BackfillOptions, fetch_tuples
     from django_app.management.commands.backfill_user_enriched import configured_source
@@ -66,7 +71,6 @@ def pieces() -> dict[str, Callable[[], Any]]:
     events = run._build(rows, report=False)
     none: frozenset[str] = frozenset()
     return {
-        **save_pieces(),
         "build": lambda: run._build(rows, report=False),
         "validate_event": lambda: [validate_event(item, excluded=none) for item in data],
         "properties": lambda: [
@@ -82,6 +86,7 @@ def pieces() -> dict[str, Callable[[], Any]]:
 
 def save_pieces() -> dict[str, Callable[[], Any]]:
     """Each save contender of ``bench.savepath`` as a piece: ``SAVES`` saves a call."""
+    _setup()
     from bench import savepath
     from django_app import receivers
 
@@ -129,7 +134,7 @@ def counted(piece: str, batches: int) -> int:
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         piece, batches = sys.argv[2], int(sys.argv[3])
-        available = pieces()
+        available = save_pieces() if piece in SAVE_PIECES else pieces()
         if piece not in available:  # save_outbox_pattern without the bench group
             raise SystemExit(f"{piece} needs django-outbox-pattern: pip install --group bench")
         work = available[piece]

@@ -47,17 +47,13 @@ def resolve_path(obj: Any, path: str) -> Any:
 
     A bound method found along the way is called without arguments (``get_full_name``).
     """
-    if not isinstance(path, str):
-        raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
-    return _walk(obj, _path_parts(path), path)
+    return _walk(obj, _checked_parts(path), path)
 
 
 def path_reader(path: str) -> Extractor:
     """``resolve_path(obj, path)`` as a callable of ``obj``, the path checked and split
     once: a property map reads every one of its paths on every tracked save."""
-    if not isinstance(path, str):
-        raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
-    parts = _path_parts(path)
+    parts = _checked_parts(path)
 
     def read(obj: Any) -> Any:
         return _walk(obj, parts, path)
@@ -88,6 +84,12 @@ def _walk(obj: Any, parts: tuple[str, ...], path: str) -> Any:
         if type(current) is MethodType and _callable_without_arguments(current):
             current = current()
     return current
+
+
+def _checked_parts(path: Any) -> tuple[str, ...]:
+    if not isinstance(path, str):
+        raise MappingError(f"attribute path {path!r} is not a dotted path like 'account.name'")
+    return _path_parts(path)
 
 
 @functools.lru_cache(maxsize=1024)
