@@ -408,20 +408,38 @@ class OutboxStore:
         """
         if not entries:
             return 0
-        # No savepoint of its own: a caller's transaction (the backfill's) is enough.
+        changed = sorted((s, h, m, e) for s, h, m, e in entries if e is not None)
+        new = sorted((s, h, m) for s, h, m, e in entries if e is None)
+        # No savepoint of its own: a caller's transaction (the backfill's) is enough. In key
+        # order, like any other writer of many entries, so two never deadlock.
         with transaction.atomic(using=self.using, savepoint=False):
-            current = self.read_ledger({entry[0] for entry in entries}, event=event)
-            updates, inserts = [], []
-            for subject, content_hash, message_id, expected in entries:
-                found = current.get(subject)
-                if expected is None and found is None:
-                    inserts.append((subject, content_hash, message_id))
-                elif expected is not None and found is not None and found[1] == expected:
-                    updates.append((subject, content_hash, message_id))
-            # In key order, like any other writer of many entries, so two never deadlock.
-            self.write_ledger(sorted(updates), now, event=event)
-            self.write_ledger(sorted(inserts), now, event=event, only_new=True)
-        return len(updates) + len(inserts)
+            written = self._update_if_unchanged(changed, now, event) if changed else 0
+            if new:
+                written += self._insert_if_absent(new, now, event)
+        return written
+
+    def _update_if_unchanged(
+        self, entries: Sequence[tuple[str, str, str, str]], now: datetime, event: str
+    ) -> int:
+        """Write each entry whose subject's entry still has the expected message id (the
+        entries locked first, until the caller's transaction ends); how many were written."""
+        current = self.read_ledger({entry[0] for entry in entries}, event=event)
+        updates = [
+            (subject, content_hash, message_id)
+            for subject, content_hash, message_id, expected in entries
+            if (found := current.get(subject)) is not None and found[1] == expected
+        ]
+        self.write_ledger(updates, now, event=event)
+        return len(updates)
+
+    def _insert_if_absent(
+        self, entries: Sequence[tuple[str, str, str]], now: datetime, event: str
+    ) -> int:
+        """Insert the entries of subjects the ledger does not hold; how many were inserted."""
+        current = self.read_ledger({entry[0] for entry in entries}, event=event)
+        inserts = [entry for entry in entries if entry[0] not in current]
+        self.write_ledger(inserts, now, event=event, only_new=True)
+        return len(inserts)
 
     # -- delivery -----------------------------------------------------------------------
 

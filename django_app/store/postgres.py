@@ -263,6 +263,21 @@ class Psycopg3Store(PostgresStore):
         if len(entries) < COPY_THRESHOLD:
             super().write_ledger(entries, now, event=event, only_new=only_new)
             return
+        self._upsert_ledger(entries, now, event, only_new=only_new)
+
+    def _insert_if_absent(
+        self, entries: Sequence[tuple[str, str, str]], now: datetime, event: str
+    ) -> int:
+        # One statement, no read first: the conflict clause skips the subjects held, and
+        # the row count says how many were not (the read cost a round trip and a probe of
+        # the index per entry, and a subject inserted between the two went uncounted).
+        if len(entries) < COPY_THRESHOLD:
+            return super()._insert_if_absent(entries, now, event)
+        return self._upsert_ledger(entries, now, event, only_new=True)
+
+    def _upsert_ledger(
+        self, entries: Sequence[tuple[str, str, str]], now: datetime, event: str, *, only_new: bool
+    ) -> int:
         table = self.connection.ops.quote_name(LedgerEntry._meta.db_table)
         subjects, hashes, message_ids = (list(column) for column in zip(*entries, strict=True))
         on_conflict = (
@@ -278,6 +293,7 @@ class Psycopg3Store(PostgresStore):
                 f"AS t(s, h, m) ON CONFLICT (event, subject_id) {on_conflict}",
                 [event, now, subjects, hashes, message_ids],
             )
+            return int(cursor.rowcount)
 
     def _insert_rows(
         self,

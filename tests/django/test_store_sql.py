@@ -302,3 +302,38 @@ def test_a_locked_ledger_lookup_holds_the_entries_it_read_until_commit():
             assert cursor.fetchone() == (1,)
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("size", [10, 120])  # below and above the bulk statements' threshold
+@pytest.mark.django_db(transaction=True)
+def test_the_ledgers_compare_and_set_writes_exactly_the_entries_still_as_read(size):
+    """Every database, both paths (the portable one, and PostgreSQL's one insert whose
+    conflict clause skips the subjects held): an entry is written only if the subject's
+    entry is still the one expected, and the count returned is what was written."""
+    now = datetime.now(UTC)
+    held = [f"held{i:03d}" for i in range(size)]  # entries as read: message id m-<subject>
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(subject_id=s, content_hash="old", message_id=f"m-{s}", recorded_at=now)
+        for s in held
+    )
+    # Absent when read, inserted by a live save before the write: its entry must stay.
+    raced = [f"raced{i:03d}" for i in range(size // 2)]
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(subject_id=s, content_hash="live", message_id="live", recorded_at=now)
+        for s in raced
+    )
+    fresh = [f"fresh{i:03d}" for i in range(size)]
+    stale = held[: size // 2]  # expected an older message id than the one held: skipped
+    entries = [
+        *[(s, "new", f"n-{s}", f"m-{s}") for s in held[size // 2 :]],
+        *[(s, "new", f"n-{s}", f"older-{s}") for s in stale],
+        *[(s, "new", f"n-{s}", None) for s in raced + fresh],
+    ]
+    written = get_store("default").write_ledger_if_unchanged(entries, now)
+
+    assert written == len(held) - len(stale) + len(fresh)
+    found = dict(LedgerEntry.objects.values_list("subject_id", "message_id"))
+    assert all(found[s] == f"n-{s}" for s in held[size // 2 :] + fresh)
+    assert all(found[s] == f"m-{s}" for s in stale)
+    assert all(found[s] == "live" for s in raced)
+    assert len(found) == len(held) + len(raced) + len(fresh)
