@@ -180,6 +180,23 @@ def test_fields_set_past_validation_are_encoded_as_the_plain_path_does(fields):
     assert segment_message(event) == plain(event)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["Pune", "", "a, b: c", "%s %d", '"quoted"', "back\\slash", "\\u0000", "tab\tnew\nline",
+     "\x1f", "\x7f", "é", "\u2028", "😀", "\x00"],
+)  # fmt: skip
+def test_texts_go_in_as_they_are_only_when_they_need_no_escape(text):
+    """Printable ASCII without a quote or backslash is put between the keys as it is; any
+    other text in any field makes every field take the escaper (a NUL, set past
+    validation, included)."""
+    event = _event(enrichment_phone=["+1", "+2"], enrichment_industry="Retail")
+    values = {**event.properties.__dict__, "enrichment_city": text, "enrichment_tech": "x"}
+    properties = EnrichmentProperties.model_construct(**values)
+    event.__dict__["properties"] = properties
+    assert properties_text(properties) == json.dumps(properties.to_wire())
+    assert segment_message(event) == plain(event)
+
+
 def test_a_field_missing_from_the_instance_is_the_plain_paths_error():
     properties = EnrichmentProperties.model_construct()
     del properties.__dict__["enrichment_city"]
