@@ -66,7 +66,13 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     )  # fmt: skip
     assert sql.returncode == 0, sql.stderr[-3000:]
     medians = json.loads(sql.stdout.strip().splitlines()[-1])["median_us"]
-    assert set(medians) == {"select_1", "floor_insert", "record_function"}
+    assert set(medians) == {
+        "select_1",
+        "floor_insert",
+        "record_function",
+        "outbox_insert",
+        "ledger_upsert",
+    }
     assert all(value > 0 for value in medians.values())
     assert "| project |" in out.read_text()
     assert "segment/project = " in out.read_text()
