@@ -42,7 +42,7 @@ from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from django_app import dispatch
-from django_app.api import build_event, excluded_properties, validate_event
+from django_app.api import build_event, excluded_properties, validate_events
 from django_app.conf import app_settings
 from django_app.models import LedgerEntry, OutboxEvent
 from django_app.recording import is_capturing, record_events
@@ -419,33 +419,42 @@ class Backfill:
         names = list(self.source.mapping.properties.fields) if from_tuples else []  # type: ignore[attr-defined]
         context = dict(self.source.mapping.context)
         has_timestamp = self.source.timestamp_path is not None
-        excluded = excluded_properties()
-        for row in rows:
-            try:
-                if from_tuples:
-                    pk, user_id, group_id, timestamp, *values = row
-                    data = {
-                        "user_id": user_id,
-                        "group_id": group_id,
-                        "properties": dict(zip(names, values, strict=True)),
-                        "context": context,
-                    }
-                    if has_timestamp and timestamp is not None:
-                        data["timestamp"] = aware(timestamp)
-                    event = validate_event(data, excluded=excluded, event_class=event_class)
-                else:
-                    pk = row.pk
-                    event = build_event(row, event=self.source.event_name)
-            except EventValidationError as exc:
+        results: Iterator[tuple[Any, EnrichedEvent | EventValidationError]]
+        if from_tuples:
+            items = []
+            for _, user_id, group_id, timestamp, *values in rows:
+                data = {
+                    "user_id": user_id,
+                    "group_id": group_id,
+                    "properties": dict(zip(names, values, strict=True)),
+                    "context": context,
+                }
+                if has_timestamp and timestamp is not None:
+                    data["timestamp"] = aware(timestamp)
+                items.append(data)
+            validated = validate_events(
+                items, excluded=excluded_properties(), event_class=event_class
+            )
+            results = zip((row[0] for row in rows), validated, strict=True)
+        else:
+            results = ((row.pk, self._build_one(row)) for row in rows)
+        for pk, event in results:
+            if isinstance(event, EventValidationError):
                 if report:
                     self.stats.invalid += 1
                     if len(self.stats.invalid_rows) < MAX_INVALID_ROWS_LISTED:
-                        self.stats.invalid_rows.append(f"pk={pk}: {exc}")
+                        self.stats.invalid_rows.append(f"pk={pk}: {event}")
                 continue
             if wanted is not None and event.subject_id not in wanted:
                 continue
             events.append(event)
         return events
+
+    def _build_one(self, instance: Any) -> EnrichedEvent | EventValidationError:
+        try:
+            return build_event(instance, event=self.source.event_name)
+        except EventValidationError as exc:
+            return exc
 
     def run(self) -> Iterator[BackfillStats]:
         """Process every batch; yields after each one. ``stopping`` ends it after a batch."""

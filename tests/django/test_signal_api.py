@@ -22,7 +22,7 @@ from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.signals import user_enriched
 from django_app.testing import capture_events
 from tests.testapp.models import Account, Profile
-from tracking_adapter import PROPERTY_NAMES, UserEnrichedEvent
+from tracking_adapter import PROPERTY_NAMES, EventValidationError, UserEnrichedEvent
 
 BASE: dict[str, Any] = copy.deepcopy(django_settings.TRACKING_ADAPTER)
 ENRICHED_AT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -636,3 +636,42 @@ def test_excluded_extra_property(settings: Any) -> None:
     [row] = rows()
     assert "internal_score" not in row.payload["properties"]
     assert row.payload["properties"]["plan"] == "pro"
+
+
+def test_events_validated_together_are_each_what_validate_event_gives(settings):
+    """validate_events (a backfill's batch, in one call into pydantic): the same event or
+    the same error for each item as validate_event, in order, exclusions applied first."""
+    from django_app.api import validate_event, validate_events
+
+    settings.TRACKING_ADAPTER = {**settings.TRACKING_ADAPTER, "EXCLUDE_PROPERTIES": ["title"]}
+    good = {
+        "user_id": "u1",
+        "group_id": "g1",
+        "properties": {"enrichment_city": "Pune"},
+        "timestamp": datetime(2024, 5, 1, tzinfo=UTC),
+    }
+    items = [
+        good,
+        {**good, "user_id": " "},  # blank id
+        {**good, "properties": {"title": "CTO", "enrichment_city": 12}},  # excluded + wrong type
+        {**good, "user_id": "u" * 300},  # longer than the outbox's column
+        {**good, "user_id": "u2", "properties": {"title": "CTO"}},
+    ]
+    one_by_one = []
+    for item in items:
+        try:
+            one_by_one.append(validate_event(item))
+        except EventValidationError as exc:
+            one_by_one.append(exc)
+    together = validate_events(items)
+    assert [type(result) for result in together] == [type(r) for r in one_by_one]
+    assert [str(result) for result in together] == [str(r) for r in one_by_one]
+    assert [r for r in together if not isinstance(r, Exception)] == [
+        r for r in one_by_one if not isinstance(r, Exception)
+    ]
+    assert "title" not in together[4].properties.model_dump()
+    assert "user_id" in str(together[1])
+    assert "enrichment_city" in str(together[2])
+    # All valid: the one call's events, storable checks included.
+    assert validate_events([good, items[3]])[1].__class__ is EventValidationError
+    assert validate_events([good, items[4]]) == [validate_event(good), validate_event(items[4])]
