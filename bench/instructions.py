@@ -1,12 +1,15 @@
 """Instructions per row of the backfill's CPU-bound pieces, counted by valgrind.
 
-``python -m bench.instructions [PIECE ...]`` (default: all) reads 1,000 of the rows
+``python -m bench.instructions [--time] [PIECE ...]`` (default: all) reads 1,000 of the rows
 ``bench.run`` seeded, then runs each piece over them under ``valgrind --tool=callgrind``,
 once with no batch and once with three: the difference over 3,000 rows is the piece's
 instruction count per row, which unlike a time does not depend on what else the machine is
 doing (valgrind counts OpenSSL's generic SHA-256 code, not the CPU's SHA instructions: the
 hashes count for more than they cost). Needs valgrind (Debian: ``apt-get install
 valgrind``).
+
+With ``--time``, the row pieces are timed instead, best of nine in this process, without
+valgrind.
 
 Pieces: ``build`` (``Backfill._build``: rows to validated events), ``validate_event``,
 ``properties`` (``EnrichmentProperties.model_validate`` alone), ``event_given_id`` (the
@@ -27,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +123,24 @@ PIECES = (
 )
 
 
+def timed(chosen: list[str], repeats: int = 9) -> dict[str, float]:
+    """``--time``: each row piece's best time of ``repeats`` over the 1,000 rows, in µs per
+    row, in this process: seconds where the counts are instructions (SHA-256 then costs
+    what the CPU's own instructions for it cost), and as noisy as the machine."""
+    row_pieces = [piece for piece in chosen if piece not in SAVE_PIECES]
+    available = pieces()
+    report = {}
+    for piece in row_pieces:
+        work, best, rows = available[piece], float("inf"), 0
+        for _ in range(repeats):
+            started = time.perf_counter()
+            rows = len(work())  # a list, one item per row (fewer than ROWS if fewer seeded)
+            best = min(best, time.perf_counter() - started)
+        report[piece] = round(best / max(rows, 1) * 1e6, 2)
+        print(f"{piece:20s} {report[piece]:10.2f} µs per row", flush=True)
+    return report
+
+
 def counted(piece: str, batches: int) -> int:
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
@@ -141,12 +163,16 @@ def main() -> None:
         for _ in range(batches):
             work()
         return
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    chosen = sys.argv[1:] or list(PIECES)
+    timing = sys.argv[1:2] == ["--time"]
+    chosen = sys.argv[1 + timing :] or list(PIECES)
     unknown = set(chosen) - set(PIECES)
     if unknown:
         raise SystemExit(f"unknown pieces {sorted(unknown)}; known: {', '.join(PIECES)}")
+    if timing:
+        print(json.dumps(timed(chosen)))
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     report = {}
     for piece in chosen:
         unit, count = ("save", SAVES) if piece in SAVE_PIECES else ("row", ROWS)

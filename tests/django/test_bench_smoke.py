@@ -77,6 +77,17 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
     assert "| project |" in out.read_text()
     assert "segment/project = " in out.read_text()
 
+    # The row pieces timed (README, "What bounds them"): each gives a time per row.
+    timed = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", "--time", "build", "segment"],
+        cwd=REPO, env=dict(env, BENCH_ENDPOINT="http://127.0.0.1:9", PYTHONPATH=str(REPO)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    per_row = json.loads(timed.stdout.strip().splitlines()[-1])
+    assert set(per_row) == {"build", "segment"}
+    assert all(value > 0 for value in per_row.values())
+
     # The instruction counts' save pieces (README, "What bounds them"), run once each
     # without valgrind: the same code the counts run under it.
     from bench.instructions import SAVE_PIECES
