@@ -215,8 +215,12 @@ def run_backfill(
             seed.checkpoint()
             receiver.reset()
             receiver_cpu = receiver.cpu_seconds()
+            database_cpu = seed.server_cpu_seconds()
             result = child("bench.contenders", name, str(args.n), env=env)
             stats = receiver.stats()
+            database_after = seed.server_cpu_seconds()
+            if database_cpu is not None and database_after is not None:
+                result["database_cpu_seconds"] = database_after - database_cpu
             result.update(
                 receiver_cpu_seconds=receiver.cpu_seconds() - receiver_cpu,
                 received=stats["items"],
@@ -245,6 +249,11 @@ def run_backfill(
             "receiver_cpu_us_per_event": statistics.median(
                 _per_event_us(r, "receiver_cpu_seconds") for r in results
             ),
+            "database_cpu_us_per_event": statistics.median(
+                _per_event_us(r, "database_cpu_seconds") for r in results
+            )
+            if all("database_cpu_seconds" in r for r in results)
+            else None,
             "runs": [round(r["events_per_s"]) for r in results],
         }
     return summary
@@ -453,15 +462,17 @@ def render(report: dict[str, Any]) -> str:
     if backfill:
         lines += [
             "| backfill contender | events/s | lost | duplicates | CPU µs/event, sender "
-            "| CPU µs/event, receiver | peak RSS MB, main process "
+            "| CPU µs/event, receiver | CPU µs/event, PostgreSQL | peak RSS MB, main process "
             "| peak RSS MB, largest worker process | peak PSS MB, all processes | runs |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for name, row in backfill.items():
+            database = row.get("database_cpu_us_per_event")
             lines.append(
                 f"| {name} | {row['events_per_s']:,.0f} | {row['lost']:,} | {row['duplicates']:,} "
                 f"| {row.get('cpu_us_per_event', 0.0):.1f} "
                 f"| {row.get('receiver_cpu_us_per_event', 0.0):.1f} "
+                f"| {'-' if database is None else f'{database:.1f}'} "
                 f"| {row['peak_rss_mb']:.0f} | {_workers_rss(row)} | {row['peak_pss_mb']:.0f} "
                 f"| {', '.join(f'{r:,}' for r in row['runs'])} |"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -75,6 +76,35 @@ def checkpoint() -> None:
             cursor.execute("CHECKPOINT")
     except DatabaseError:
         pass
+
+
+def server_cpu_seconds() -> float | None:
+    """CPU seconds the PostgreSQL server has used so far on this machine: the postmaster, its
+    live processes (backends, WAL writer, checkpointer) and the backends that have exited
+    (reaped by the postmaster, their time is in its children's counts). None when the
+    server is not a process here whose ``/proc`` entries can be read (another host)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    try:
+        postmaster = int(_stat(backend)[1])  # the backend's parent
+        with open(f"/proc/{postmaster}/task/{postmaster}/children") as children:
+            live = [int(pid) for pid in children.read().split()]
+        ticks = sum(int(value) for value in _stat(postmaster)[11:15])  # own and reaped
+        for pid in live:
+            try:
+                ticks += sum(int(value) for value in _stat(pid)[11:13])
+            except OSError:
+                continue  # exited meanwhile: now in the postmaster's children's counts
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name, from the state on."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
 
 
 def seed(count: int) -> None:
