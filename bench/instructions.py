@@ -127,10 +127,12 @@ def timed(chosen: list[str], repeats: int = 9) -> dict[str, float]:
     """``--time``: each row piece's best time of ``repeats`` over the 1,000 rows, in µs per
     row, in this process: seconds where the counts are instructions (SHA-256 then costs
     what the CPU's own instructions for it cost), and as noisy as the machine."""
-    row_pieces = [piece for piece in chosen if piece not in SAVE_PIECES]
+    saves = [piece for piece in chosen if piece in SAVE_PIECES]
+    if saves:
+        raise SystemExit(f"--time times row pieces only, not {', '.join(saves)}")
     available = pieces()
     report = {}
-    for piece in row_pieces:
+    for piece in chosen:
         work, best, rows = available[piece], float("inf"), 0
         for _ in range(repeats):
             started = time.perf_counter()

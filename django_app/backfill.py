@@ -42,7 +42,7 @@ from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from django_app import dispatch
-from django_app.api import build_event, excluded_properties, validate_events
+from django_app.api import build_event, validate_events
 from django_app.conf import app_settings
 from django_app.models import LedgerEntry, OutboxEvent
 from django_app.recording import is_capturing, record_events
@@ -432,9 +432,7 @@ class Backfill:
                 if has_timestamp and timestamp is not None:
                     data["timestamp"] = aware(timestamp)
                 items.append(data)
-            validated = validate_events(
-                items, excluded=excluded_properties(), event_class=event_class
-            )
+            validated = validate_events(items, event_class=event_class)
             results = zip((row[0] for row in rows), validated, strict=True)
         else:
             results = ((row.pk, self._build_one(row)) for row in rows)

@@ -191,20 +191,17 @@ def _fields_text(plan: _PropertiesPlan, values: dict[str, Any]) -> str:
     When every ``str`` field holds printable ASCII without a quote or a backslash (what
     most values are), none has anything to escape: the texts go in as they are, between
     keys that carry their quotes, and only the other fields are encoded."""
-    read = list(plan.read(values))
-    others = [read[position] for position in plan.others]
+    fields = plan.read(values)
+    read = list(fields)
     for position in plan.others:
         read[position] = ""
     texts = " ".join(read)  # a TypeError unless each str field holds a str
-    slots: list[str]
     if texts.isascii() and texts.isprintable() and '"' not in texts and "\\" not in texts:
-        for position, value in zip(plan.others, others, strict=True):
-            read[position] = plan.encoders[position](value)
+        for position in plan.others:
+            read[position] = plan.encoders[position](fields[position])
         slots = list(plan.quoted_slots)
     else:
-        for position, value in zip(plan.others, others, strict=True):
-            read[position] = value
-        read = list(map(operator.call, plan.encoders, read))
+        read = list(map(operator.call, plan.encoders, fields))
         slots = list(plan.slots)
     slots[1::2] = read
     return "".join(slots)
@@ -215,8 +212,8 @@ class _PropertiesPlan:
     """How one properties model is encoded: ``slots`` are the texts around the encoded
     values, from the opening brace to after the last one (``{"a": ``, ``, "b": ``, ``""``),
     with an empty slot between each two: filled with the values, the object up to its last
-    field, without the closing brace. ``quoted_slots`` are the same with the quotes of the ``str`` fields,
-    for their values as they are (see ``_fields_text``)."""
+    field, without the closing brace. ``quoted_slots`` are the same with the quotes of the
+    ``str`` fields, for their values as they are (see ``_fields_text``)."""
 
     names: frozenset[str]
     read: Callable[[dict[str, Any]], tuple[Any, ...]]  # the field values, in field order

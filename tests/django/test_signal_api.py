@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
@@ -672,6 +673,8 @@ def test_events_validated_together_are_each_what_validate_event_gives(settings):
     assert "title" not in together[4].properties.model_dump()
     assert "user_id" in str(together[1])
     assert "enrichment_city" in str(together[2])
-    # All valid: the one call's events, storable checks included.
-    assert validate_events([good, items[3]])[1].__class__ is EventValidationError
-    assert validate_events([good, items[4]]) == [validate_event(good), validate_event(items[4])]
+    # All valid: the one call's events, storable checks included, none validated alone.
+    expected = [validate_event(good), validate_event(items[4])]
+    with mock.patch("django_app.api.validate_event", side_effect=AssertionError("alone")):
+        assert validate_events([good, items[3]])[1].__class__ is EventValidationError
+        assert validate_events([good, items[4]]) == expected
