@@ -3,23 +3,27 @@
 ``python -m bench.gzip_levels [EVENTS]``: encodes EVENTS (default 20,000) generated
 ``user_enriched`` events as the Segment sink does, joins them into request bodies of up to
 ``DEFAULT_BATCH_BYTES``, and compresses every body at levels 1, 6 (zlib's default) and 9
-(what ``gzip.GzipFile``, so segment-analytics-python, uses): the compressed size as a share
-of the body, and the CPU per event. No database; the events are those of ``bench.seed``'s
+(what ``gzip.GzipFile``, so segment-analytics-python, uses), and with the sink's own
+compressor at its level (``tracking_adapter.encoding.gzip_compress``: ISA-L's where isal is
+installed): the compressed size as a share of the body, and the CPU per event. No database; the events are those of ``bench.seed``'s
 shape (same fields, varied values).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from tracking_adapter import UserEnrichedEvent
-from tracking_adapter.encoding import segment_message
-from tracking_adapter.sinks.segment import DEFAULT_BATCH_BYTES, batch_body
+from tracking_adapter import UserEnrichedEvent, encoding
+from tracking_adapter.encoding import gzip_compress, segment_message
+from tracking_adapter.sinks.segment import DEFAULT_BATCH_BYTES, GZIP_LEVEL, batch_body
 
 LEVELS = (1, 6, 9)
 
@@ -70,12 +74,22 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     requests = bodies([segment_message(event) for event in events(count)])
     plain = sum(map(len, requests))
-    result = {"events": count, "requests": len(requests), "body_bytes": plain, "levels": {}}
-    for level in LEVELS:
+    result: dict[str, Any] = {
+        "events": count,
+        "requests": len(requests),
+        "body_bytes": plain,
+        "levels": {},
+        "sink": {"level": GZIP_LEVEL, "isal": encoding._isal_zlib is not None},
+    }
+    compressors: dict[str, Callable[[bytes], bytes]] = {
+        str(level): functools.partial(gzip.compress, compresslevel=level) for level in LEVELS
+    }
+    compressors["sink"] = functools.partial(gzip_compress, level=GZIP_LEVEL)
+    for name, compress in compressors.items():
         began = time.process_time()
-        compressed = sum(len(gzip.compress(body, compresslevel=level)) for body in requests)
+        compressed = sum(len(compress(body)) for body in requests)
         seconds = time.process_time() - began
-        result["levels"][level] = {
+        result["levels"][name] = {
             "share_of_body": compressed / plain,
             "cpu_us_per_event": seconds / count * 1e6,
         }

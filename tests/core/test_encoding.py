@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from tracking_adapter import (
     GroupEnrichedEvent,
     GroupEnrichmentProperties,
     UserEnrichedEvent,
+    encoding,
 )
 from tracking_adapter.encoding import (
     ascii_json,
@@ -257,3 +259,59 @@ def test_models_of_any_shape_are_encoded_as_the_plain_path_does(fields):
     model = pydantic.create_model("Custom", __base__=PropertiesBase, **fields)
     for properties in (model(), model(custom_extra={"a": [1, 2.5]})):
         assert properties_text(properties) == json.dumps(properties.to_wire())
+
+
+# -- gzip: the same bytes once decoded, whichever library compresses --
+
+BODIES = st.binary(max_size=4096) | st.text(max_size=2000).map(str.encode)
+
+
+@pytest.fixture(params=["isal", "zlib"])
+def gzip_engine(request, monkeypatch):
+    """Each test runs with ISA-L (where installed) and with zlib alone, as on a platform
+    without isal's wheels."""
+    if request.param == "isal":
+        if encoding._isal_zlib is None:
+            pytest.skip("isal is not installed here: zlib does all the compression")
+    else:
+        monkeypatch.setattr(encoding, "_isal_zlib", None)
+        monkeypatch.setattr(encoding, "_isal_gzip", None)
+    return request.param
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, level=st.sampled_from([0, 1, 2, 3, 6, 9]))
+def test_gzip_compress_is_gzip_once_decoded(gzip_engine, body, level):
+    compressed = encoding.gzip_compress(body, level)
+    assert compressed[:2] == b"\x1f\x8b"  # a gzip member, as Content-Encoding: gzip says
+    assert gzip.decompress(compressed) == body
+    assert encoding.gzip_decompress(gzip.compress(body)) == body
+
+
+def test_isal_compresses_at_its_levels_and_zlib_above_them(gzip_engine):
+    body = b'{"batch": [' + b", ".join([b'{"type": "track", "userId": "u"}'] * 2000) + b"]}"
+    for level in (1, 9):  # ISA-L has levels 0 to 3
+        compressed = encoding.gzip_compress(body, level)
+        by_zlib = gzip.compress(body, compresslevel=level, mtime=0)
+        # The deflate stream and the trailer, after the header (its time and flags).
+        assert (compressed[10:] == by_zlib[10:]) is (gzip_engine == "zlib" or level == 9)
+        assert len(compressed) < len(body) / 10
+
+
+def test_gzip_decompress_reads_every_member(gzip_engine):
+    assert encoding.gzip_decompress(gzip.compress(b"one ") + gzip.compress(b"two")) == b"one two"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not gzip",
+        gzip.compress(b"x" * 1000)[:-4],
+        gzip.compress(b"x" * 1000)[:12] + b"\xff" * 20,
+        b"\x1f\x8b",
+    ],
+    ids=["not-gzip", "cut-short", "corrupt", "header-only"],
+)
+def test_what_is_not_a_whole_gzip_stream_is_one_error(gzip_engine, data):
+    with pytest.raises(gzip.BadGzipFile, match=r"not a whole gzip stream|Not a gzipped file"):
+        encoding.gzip_decompress(data)

@@ -227,14 +227,24 @@ def test_segment_400s(receiver, session, payload, message):
     assert message in response.json()["message"]
 
 
-def test_segment_bad_gzip_is_400(receiver, session):
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not gzip at all",
+        gzip.compress(json.dumps({"batch": []}).encode())[:-5],  # cut short
+        gzip.compress(json.dumps({"batch": []}).encode())[:12] + b"\xff" * 20,  # corrupt
+    ],
+    ids=["not-gzip", "cut-short", "corrupt"],
+)
+def test_segment_bad_gzip_is_400(receiver, session, body):
     response = session.post(
         f"{receiver.url}/v1/batch",
-        data=b"not gzip at all",
+        data=body,
         headers={"Content-Encoding": "gzip", "Authorization": basic("wk-receiver")},
         timeout=5,
     )
     assert response.status_code == 400
+    assert response.json()["message"] == "bad gzip body"
 
 
 def test_segment_limits_are_decimal(receiver, session):
