@@ -1,7 +1,7 @@
 """Where a one-process backfill spends its time, phase by phase.
 
 ``python -m bench.phases [--gc default|raised|off] [--switch default|backfill]
-[--sink thrivestack|segment] [--sequential] [--rows N] [--pages]`` runs ``backfill_user_enriched --workers 1 --limit N``
+[--sink thrivestack|segment] [--sequential] [--cpu] [--rows N] [--pages]`` runs ``backfill_user_enriched --workers 1 --limit N``
 (100,000 by default) in this process over the rows ``bench.run`` seeded (outbox and ledger
 emptied first), against a counting receiver
 of its own, with timers around the backfill's phases. It prints the wall and CPU time per
@@ -14,6 +14,9 @@ phases and the sending thread's overlap, so they add up to more than the wall ti
   (``backfill``, ``BACKFILL_SWITCH_INTERVAL``) or Python's 5 ms (``default``).
 - ``--sequential``: send each batch in the reading thread, to see the phases without the
   other thread's share of the GIL.
+- ``--cpu``: time each phase by the CPU of the thread that runs it (``time.thread_time``)
+  instead of the wall clock: what the phase costs, without the waits for the database, the
+  receiver or the other thread.
 - ``--pages``: instead, read seven pages of 1,000 rows with Django's cursor and with the
   backfill's row cursor, and print the best time per row of each.
 """
@@ -28,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +44,8 @@ TIMED = [
     ("django_app.backfill.Backfill", "_changed", "choose the changed"),
     ("django_app.backfill.Backfill", "_send", "send and write (sender)"),
     ("django_app.dispatch", "send_events", "  send"),
+    ("tracking_adapter.sinks.thrivestack.ThriveStackSink", "post", "    post (ThriveStack)"),
+    ("tracking_adapter.sinks.segment.SegmentSink", "post", "    post (Segment)"),
     ("django_app.backfill.Backfill", "_write_ledger", "  write the ledger"),
     ("concurrent.futures.Future", "result", "wait for the sender"),
 ]
@@ -53,18 +59,22 @@ def _resolve(path: str) -> Any:
         return getattr(__import__(module, fromlist=["_"]), attribute)
 
 
-def wrap_phases(totals: dict[str, float], calls: collections.Counter[str]) -> None:
+def wrap_phases(
+    totals: dict[str, float],
+    calls: collections.Counter[str],
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
     for owner_path, name, label in TIMED:
         owner = _resolve(owner_path)
         original = getattr(owner, name)
 
         @functools.wraps(original)
         def timed(*args: Any, _original: Any = original, _label: str = label, **kwargs: Any) -> Any:
-            began = time.perf_counter()
+            began = clock()
             try:
                 return _original(*args, **kwargs)
             finally:
-                totals[_label] += time.perf_counter() - began
+                totals[_label] += clock() - began
                 calls[_label] += 1
 
         setattr(owner, name, timed)
@@ -98,6 +108,7 @@ def main() -> None:
     parser.add_argument("--switch", choices=["backfill", "default"], default="backfill")
     parser.add_argument("--sink", choices=["thrivestack", "segment"], default="thrivestack")
     parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--cpu", action="store_true", help="time phases by thread CPU")
     parser.add_argument("--pages", action="store_true")
     parser.add_argument("--rows", type=int, default=100_000, help="rows to backfill (--limit)")
     args = parser.parse_args()
@@ -136,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
     count = args.rows
     totals: dict[str, float] = collections.defaultdict(float)
     calls: collections.Counter[str] = collections.Counter()
-    wrap_phases(totals, calls)
+    wrap_phases(totals, calls, time.thread_time if args.cpu else time.perf_counter)
     if args.gc == "default":
         backfill.BACKFILL_GC_THRESHOLDS = gc.get_threshold()
     elif args.gc == "off":
@@ -162,7 +173,8 @@ def run(args: argparse.Namespace) -> None:
         call_command("backfill_user_enriched", "--workers", "1", "--limit", str(count), verbosity=0)
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
     print(
-        f"{count:,} rows, gc {args.gc}, switch {args.switch}, {args.sink}{', sequential' if args.sequential else ''}: "
+        f"{count:,} rows, gc {args.gc}, switch {args.switch}, {args.sink}{', sequential' if args.sequential else ''}"
+        f"{', phases in thread CPU' if args.cpu else ''}: "
         f"{wall / count * 1e6:.1f} µs per event, CPU {cpu / count * 1e6:.1f} µs per event"
     )
     for _, _, label in TIMED:
