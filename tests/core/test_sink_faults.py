@@ -16,11 +16,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.core.raw_http import answer_with, raw_server, trickle
+from tests.core.raw_http import answer_with, raw_server, read_request, trickle
 from tracking_adapter import ConfigurationError, UserEnrichedEvent
 from tracking_adapter.receiver import LoopbackReceiver, ReceivedRequest, Scripted
 from tracking_adapter.security import header_value_problem
@@ -682,3 +683,81 @@ def test_a_slow_trickle_within_the_deadline_is_delivered(kind):
     raw = b'HTTP/1.1 200 OK\r\nContent-Length: 17\r\nConnection: close\r\n\r\n{"success": true}'
     with raw_server(trickle(raw, 0.002)) as server, make_sink(kind, server.url, deadline=5) as sink:
         assert sink.send(make_events(2)).all_delivered
+
+
+# -- the environment: read once, when the sink is made, as requests would read it --
+
+PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"]
+ACCEPTED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n"
+    b'Connection: close\r\n\r\n{"success": true}'
+)
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """No proxy, CA bundle or netrc from the machine running the tests."""
+    for name in [*PROXY_VARIABLES, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"]:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def forward_proxy(heads: list[str]) -> Callable[[socket.socket], None]:
+    """Stands in for a forward proxy: notes each request's head and answers it itself."""
+
+    def behave(conn: socket.socket) -> None:
+        heads.append(read_request(conn).partition(b"\r\n\r\n")[0].decode("latin-1"))
+        conn.sendall(ACCEPTED)
+
+    return behave
+
+
+def test_the_proxy_the_environment_names_carries_the_requests(kind, environment):
+    heads: list[str] = []
+    with raw_server(forward_proxy(heads)) as proxy:
+        environment.setenv("HTTP_PROXY", proxy.url)
+        with make_sink(kind, "http://collector.invalid", allow_http=True) as sink:
+            result = sink.send(make_events(3))
+    assert [o.status for o in result.outcomes] == [Status.DELIVERED] * 3
+    path = "/api/track" if kind == "thrivestack" else "/v1/batch"
+    assert heads[0].startswith(f"POST http://collector.invalid{path} HTTP/1.1\r\n")
+
+
+def test_no_proxy_sends_straight_to_the_collector(kind, receiver, environment):
+    environment.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    environment.setenv("NO_PROXY", "127.0.0.1")
+    with make_sink(kind, receiver.url) as sink:
+        result = sink.send(make_events(2))
+    assert [o.status for o in result.outcomes] == [Status.DELIVERED] * 2
+
+
+def test_the_environment_is_read_once_when_the_sink_is_made(kind, receiver, environment):
+    with make_sink(kind, receiver.url) as sink:
+        # Read per request, as requests does by default, this would send to a dead proxy.
+        environment.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        result = sink.send(make_events(2))
+    assert [o.status for o in result.outcomes] == [Status.DELIVERED] * 2
+
+
+def test_netrc_never_replaces_the_sinks_credentials(kind, receiver, environment, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-key\n")
+    netrc.chmod(0o600)
+    environment.setenv("NETRC", str(netrc))
+    with make_sink(kind, receiver.url) as sink:
+        result = sink.send(make_events(2))
+    assert [o.status for o in result.outcomes] == [Status.DELIVERED] * 2
+    sent = receiver.requests[-1].headers.get("authorization")
+    assert sent == (None if kind == "thrivestack" else f"Basic {BASIC}")
+
+
+def test_the_environments_ca_bundle_applies_when_verify_is_true(kind, environment, tmp_path):
+    missing = str(tmp_path / "no-such-ca.pem")
+    environment.setenv("REQUESTS_CA_BUNDLE", missing)
+    with make_sink(kind, "https://127.0.0.1:9") as sink:
+        assert sink._session.verify == missing
+        result = sink.send(make_events(2))
+    assert_config_error_for_all(result, "verify option", "REQUESTS_CA_BUNDLE")
+    with make_sink(kind, "https://127.0.0.1:9", verify=False) as unverified:
+        assert unverified._session.verify is False  # configured here: the environment loses

@@ -248,15 +248,34 @@ class _DeadlineAdapter(HTTPAdapter):
         return manager
 
 
-def pooled_session(pool_size: int = 4) -> requests.Session:
-    """A session that keeps connections alive between batches and never retries by itself
-    (retrying is the caller's decision, made once, with the shared policy)."""
+def pooled_session(url: str, verify: bool | str, pool_size: int = 4) -> requests.Session:
+    """A session for ``url`` that keeps connections alive between batches and never retries
+    by itself (retrying is the caller's decision, made once, with the shared policy).
+
+    The environment is read here, once, as requests reads it on every request: the proxy
+    for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names
+    its host (and the CA bundle, in ``environment_verify``). Read per request, it cost a
+    quarter of a small request's CPU, more in a container with hundreds of variables.
+    ``~/.netrc`` is not read: its password for the collector's host would replace the
+    sink's own credentials.
+    """
     session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    session.verify = verify
     adapter = _DeadlineAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     return session
+
+
+def environment_verify(verify: bool | str) -> bool | str:
+    """The sink's ``verify`` option, or, when it is True, the CA bundle that
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` names, as requests takes it."""
+    if verify is True:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return verify
 
 
 @dataclass(frozen=True)
@@ -503,7 +522,8 @@ def classify_exception(words: Wording, exc: Exception, timeout: Timeout, deadlin
         return Reply(
             ReplyKind.CONFIG,
             f"{service}'s TLS certificate was not trusted ({kind}); check the "
-            f"{words.endpoint_setting} and the sink's verify option (a CA bundle path). "
+            f"{words.endpoint_setting} and the sink's verify option (a CA bundle path; when "
+            f"it is True, REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the environment). "
             f"{pending}",
         )
     # A read timeout on a pooled connection can surface as ConnectionError("Read timed out").
@@ -521,6 +541,7 @@ def classify_exception(words: Wording, exc: Exception, timeout: Timeout, deadlin
         return Reply(
             ReplyKind.CONFIG,
             f"the request to {service} could not be prepared ({kind}); check the sink's "
-            f"verify option (a CA bundle path that exists). {pending}",
+            f"verify option (a CA bundle path that exists; when it is True, "
+            f"REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the environment). {pending}",
         )
     return Reply(ReplyKind.RETRY, f"request to {service} failed unexpectedly: {kind}")

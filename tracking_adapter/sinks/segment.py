@@ -157,14 +157,13 @@ class SegmentSink(HttpBatchSink[bytes]):
         self.deadline = check_deadline(deadline)
         basic = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._secrets = (write_key, basic)
-        self._session = pooled_session()
+        self._verify = environment_verify(verify)  # per request too: see ThriveStackSink
+        self._session = pooled_session(self.url, self._verify)
         self._session.headers.update(
             {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
         )
         if gzip:
             self._session.headers["Content-Encoding"] = "gzip"
-        self._session.verify = verify
-        self._verify = verify  # per request too: see ThriveStackSink (psf/requests#3829)
         # A host app migrating from segment-analytics-python often still runs it with the
         # same key, and that client logs each body, key included, at DEBUG.
         redact_logger("segment", self._secrets)

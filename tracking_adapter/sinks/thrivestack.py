@@ -13,6 +13,7 @@ from tracking_adapter.sinks._http import (
     check_deadline,
     classify_answer,
     classify_exception,
+    environment_verify,
     exchange,
     json_body,
     not_json_problem,
@@ -92,13 +93,11 @@ class ThriveStackSink(HttpBatchSink[bytes]):
         self.timeout = timeout
         self.deadline = check_deadline(deadline)
         self._api_key = api_key
-        self._session = pooled_session()
+        # Given with each request as well, so nothing requests merges in per request can
+        # replace it (psf/requests#3829).
+        self._verify = environment_verify(verify)
+        self._session = pooled_session(self.url, self._verify)
         self._session.headers.update({"x-api-key": api_key, "Content-Type": "application/json"})
-        self._session.verify = verify
-        # Also given with each request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in
-        # the environment override a session's ``verify`` (psf/requests#3829), which would
-        # silently drop the CA bundle (or the opt-out) configured here.
-        self._verify = verify
         self._words = Wording(
             service="ThriveStack",
             key_setting="sink's api_key option (TRACKING_ADAPTER['SINK_OPTIONS']['api_key'])",
