@@ -266,11 +266,18 @@ def test_http_off_loopback_is_refused_by_the_worker_and_the_sink_unless_allowed(
     assert get_sink().describe().startswith(f"{sink} http://")
 
 
-def test_tls_verification_is_on_by_default_and_takes_a_ca_bundle(settings: Any) -> None:
+def test_tls_verification_is_on_by_default_and_takes_a_ca_bundle(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     settings.TRACKING_ADAPTER = tracking(SINK="thrivestack", SINK_OPTIONS={"api_key": API_KEY})
     sink = get_sink()
     assert isinstance(sink, ThriveStackSink)
     assert sink._session.verify is True
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/machine-ca.pem")  # as requests takes it
+    settings.TRACKING_ADAPTER = tracking(SINK="thrivestack", SINK_OPTIONS={"api_key": API_KEY})
+    assert get_sink()._session.verify == "/etc/machine-ca.pem"  # type: ignore[attr-defined]
     settings.TRACKING_ADAPTER = tracking(
         SINK="thrivestack", SINK_OPTIONS={"api_key": API_KEY, "verify": "/etc/company-ca.pem"}
     )
