@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
+
+from tracking_adapter.sinks.segment import GZIP_LEVEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,3 +23,6 @@ def test_the_gzip_levels_benchmark_reports_each_level():
     shares = [report["levels"][level]["share_of_body"] for level in ("1", "6", "9")]
     assert 0 < shares[2] <= shares[1] <= shares[0] < 0.5  # more effort, smaller bodies
     assert report["requests"] >= 2  # the batches are cut at the sink's byte limit
+    # The sink's own compressor, ISA-L where isal is installed, at the sink's level.
+    assert report["sink"] == {"level": GZIP_LEVEL, "isal": find_spec("isal") is not None}
+    assert 0 < report["levels"]["sink"]["share_of_body"] < 0.5

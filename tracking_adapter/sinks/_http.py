@@ -254,10 +254,11 @@ def pooled_session(url: str, verify: bool | str, pool_size: int = 4) -> requests
 
     The environment is read here, once, as requests reads it on every request: the proxy
     for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names
-    its host (and the CA bundle, in ``environment_verify``). Read per request, it cost a
-    quarter of a small request's CPU, more in a container with hundreds of variables.
-    ``~/.netrc`` is not read: its password for the collector's host would replace the
-    sink's own credentials.
+    its host (and the CA bundle, in ``environment_verify``). requests reads them on every
+    request, walking the whole environment twice (the proxies, then the bypass check): a
+    cost per request that grows with the environment (hundreds of variables in many
+    containers). ``~/.netrc`` is not read: its password for the collector's host would
+    replace the sink's own credentials.
     """
     session = requests.Session()
     session.trust_env = False
