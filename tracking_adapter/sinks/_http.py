@@ -252,12 +252,12 @@ def pooled_session(url: str, verify: bool | str, pool_size: int = 4) -> requests
     """A session for ``url`` that keeps connections alive between batches and never retries
     by itself (retrying is the caller's decision, made once, with the shared policy).
 
-    The environment is read here, once, as requests reads it on every request: the proxy
-    for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names
-    its host (and the CA bundle, in ``environment_verify``). requests reads them on every
-    request, walking the whole environment twice (the proxies, then the bypass check): a
-    cost per request that grows with the environment (hundreds of variables in many
-    containers). ``~/.netrc`` is not read: its password for the collector's host would
+    The environment is read here, once, with requests' own rules: the proxy for ``url``
+    from ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names its host
+    (the CA bundle is ``environment_verify``'s). Left to requests, it is read on every
+    request, the whole environment walked twice (the proxies, then the bypass check): a
+    cost per request that grows with the environment, hundreds of variables in many
+    containers. ``~/.netrc`` is not read: its password for the collector's host would
     replace the sink's own credentials.
     """
     session = requests.Session()
