@@ -476,22 +476,11 @@ def render(report: dict[str, Any]) -> str:
                 f"| {row['peak_rss_mb']:.0f} | {_workers_rss(row)} | {row['peak_pss_mb']:.0f} "
                 f"| {', '.join(f'{r:,}' for r in row['runs'])} |"
             )
-        ratios = []
-        for mine in ("project", "project-1-process"):
-            ours = backfill.get(mine, {}).get("events_per_s")
-            for other in ("baseline-careful", "floor"):
-                if ours and other in backfill:
-                    ratios.append(f"{mine}/{other} = {ours / backfill[other]['events_per_s']:.2f}")
-        # The Segment sink against the ThriveStack one: the same command, rows and run.
-        for segment, thrivestack in (
-            ("segment", "project"),
-            ("segment-1-process", "project-1-process"),
-        ):
-            ours = backfill.get(segment, {}).get("events_per_s")
-            if ours and thrivestack in backfill:
-                ratios.append(
-                    f"{segment}/{thrivestack} = {ours / backfill[thrivestack]['events_per_s']:.2f}"
-                )
+        ratios = [
+            _ratio_text(backfill, mine, other)
+            for mine, other in RATIO_PAIRS
+            if backfill.get(mine, {}).get("events_per_s") and other in backfill
+        ]
         if ratios:
             lines += ["", "Ratios: " + ", ".join(ratios) + "."]
         lines.append(
@@ -524,6 +513,32 @@ def render(report: dict[str, Any]) -> str:
                 f"| {row['seconds']:.1f} | {row['delivered']:,} | {row['duplicates']:,} |"
             )
     return "\n".join(lines) + "\n"
+
+
+# The ratios the goals read. The Segment sink against the ThriveStack one: the same command,
+# rows and run.
+RATIO_PAIRS = [
+    ("project", "baseline-careful"),
+    ("project", "floor"),
+    ("project-1-process", "baseline-careful"),
+    ("project-1-process", "floor"),
+    ("segment", "project"),
+    ("segment-1-process", "project-1-process"),
+]
+
+
+def _ratio_text(backfill: dict[str, Any], mine: str, other: str) -> str:
+    """``mine/other`` of the median events/s, and, over several rounds, the range of the
+    rounds' own ratios: the two contenders of a round run minutes apart, so their ratio
+    moves less with the machine's speed than either median does."""
+    text = (
+        f"{mine}/{other} = {backfill[mine]['events_per_s'] / backfill[other]['events_per_s']:.2f}"
+    )
+    pairs = zip(backfill[mine]["runs"], backfill[other]["runs"], strict=True)
+    rounds = [a / b for a, b in pairs if b]
+    if len(rounds) > 1:
+        text += f" (rounds {min(rounds):.2f} to {max(rounds):.2f})"
+    return text
 
 
 def _workers_rss(row: dict[str, Any]) -> str:
