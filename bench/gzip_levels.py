@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tracking_adapter import UserEnrichedEvent, encoding
-from tracking_adapter.encoding import gzip_compress, segment_message
+from tracking_adapter import UserEnrichedEvent
+from tracking_adapter.encoding import gzip_compress, gzip_engine, segment_message
 from tracking_adapter.sinks.segment import DEFAULT_BATCH_BYTES, GZIP_LEVEL, batch_body
 
 LEVELS = (1, 6, 9)
@@ -79,7 +79,7 @@ def main() -> None:
         "requests": len(requests),
         "body_bytes": plain,
         "levels": {},
-        "sink": {"level": GZIP_LEVEL, "isal": encoding._isal_zlib is not None},
+        "sink": {"level": GZIP_LEVEL, "engine": gzip_engine()},
     }
     compressors: dict[str, Callable[[bytes], bytes]] = {
         str(level): functools.partial(gzip.compress, compresslevel=level) for level in LEVELS

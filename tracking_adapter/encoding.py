@@ -31,8 +31,8 @@ where it is installed, at its fastest levels.
 
 from __future__ import annotations
 
+import functools
 import gzip
-import importlib
 import json
 import operator
 import re
@@ -43,21 +43,6 @@ from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-
-
-def _isal(module: str) -> Any:
-    try:
-        return importlib.import_module(f"isal.{module}")
-    except ImportError:  # a platform without isal's wheels: zlib does all the compression
-        return None
-
-
-_isal_gzip = _isal("igzip")
-_isal_zlib = _isal("isal_zlib")
-# What is not gzip, in every library's words; isal's own error derives from none of them.
-_GZIP_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error) + (
-    (_isal_zlib.error,) if _isal_zlib else ()
-)
 
 if TYPE_CHECKING:  # the schema imports this module: its classes are looked up when used
     from tracking_adapter.schema import EnrichedEvent, PropertiesBase
@@ -330,11 +315,29 @@ _ISAL_LEVELS = range(4)
 _GZIP_WBITS = 31
 
 
+@functools.cache
+def _isal() -> tuple[Any, Any]:
+    """isal's gzip and zlib modules, imported when first needed rather than with this
+    package (whose importers mostly never compress: a web process, the save path), or
+    ``(None, None)`` on a platform without isal's wheels, where zlib does it all."""
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:
+        return None, None
+    return igzip, isal_zlib
+
+
+def gzip_engine() -> str:
+    """``"isal"`` where ISA-L compresses at the sinks' levels, else ``"zlib"``."""
+    return "zlib" if _isal()[1] is None else "isal"
+
+
 def gzip_compress(data: bytes, level: int) -> bytes:
     """``gzip.compress(data, compresslevel=level)``, to the same bytes once decompressed:
     ISA-L's compressor at levels 0 to 3 where ``isal`` is installed, else zlib's."""
-    if _isal_zlib is not None and level in _ISAL_LEVELS:
-        compressed: bytes = _isal_zlib.compress(data, level, _GZIP_WBITS)
+    isal_zlib = _isal()[1]
+    if isal_zlib is not None and level in _ISAL_LEVELS:
+        compressed: bytes = isal_zlib.compress(data, level, _GZIP_WBITS)
         return compressed
     return gzip.compress(data, compresslevel=level)
 
@@ -342,11 +345,14 @@ def gzip_compress(data: bytes, level: int) -> bytes:
 def gzip_decompress(data: bytes) -> bytes:
     """``gzip.decompress(data)``, every member, through ISA-L where ``isal`` is installed.
     Whatever is not a whole gzip stream (other bytes, one cut short, a corrupt one) raises
-    ``gzip.BadGzipFile``: the two libraries, and zlib's own cases, raise three kinds."""
+    ``gzip.BadGzipFile``: the libraries raise four kinds (isal's own error derives from
+    none of zlib's)."""
+    igzip, isal_zlib = _isal()
+    errors = (OSError, EOFError, zlib.error, *((isal_zlib.error,) if isal_zlib else ()))
     try:
-        decompressed: bytes = (_isal_gzip or gzip).decompress(data)
+        decompressed: bytes = (igzip or gzip).decompress(data)
         return decompressed
     except gzip.BadGzipFile:
         raise
-    except _GZIP_ERRORS as exc:
+    except errors as exc:
         raise gzip.BadGzipFile(f"not a whole gzip stream: {exc}") from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -271,11 +273,11 @@ def gzip_engine(request, monkeypatch):
     """Each test runs with ISA-L (where installed) and with zlib alone, as on a platform
     without isal's wheels."""
     if request.param == "isal":
-        if encoding._isal_zlib is None:
+        if encoding.gzip_engine() != "isal":
             pytest.skip("isal is not installed here: zlib does all the compression")
     else:
-        monkeypatch.setattr(encoding, "_isal_zlib", None)
-        monkeypatch.setattr(encoding, "_isal_gzip", None)
+        monkeypatch.setattr(encoding, "_isal", lambda: (None, None))
+    assert encoding.gzip_engine() == request.param
     return request.param
 
 
@@ -315,3 +317,18 @@ def test_gzip_decompress_reads_every_member(gzip_engine):
 def test_what_is_not_a_whole_gzip_stream_is_one_error(gzip_engine, data):
     with pytest.raises(gzip.BadGzipFile, match=r"not a whole gzip stream|Not a gzipped file"):
         encoding.gzip_decompress(data)
+
+
+def test_isal_is_imported_when_first_needed_not_with_the_package():
+    script = (
+        "import sys, tracking_adapter, tracking_adapter.sinks.segment, tracking_adapter.receiver\n"
+        "before = 'isal' in sys.modules\n"
+        "from tracking_adapter.encoding import gzip_compress, gzip_engine\n"
+        "gzip_compress(b'x', 1)\n"
+        "print(before, 'isal' in sys.modules, gzip_engine())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    engine = encoding.gzip_engine()
+    assert result.stdout.split() == ["False", str(engine == "isal"), engine]
