@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from django_app.models import LedgerEntry, OutboxEvent, Status
@@ -268,29 +268,53 @@ class Psycopg3Store(PostgresStore):
     def _insert_if_absent(
         self, entries: Sequence[tuple[str, str, str]], now: datetime, event: str
     ) -> int:
-        # One statement, no read first: the conflict clause skips the subjects held, and
-        # the row count says how many were not (the read cost a round trip and a probe of
-        # the index per entry, and a subject inserted between the two went uncounted).
+        # No read first: the row count says how many were inserted (the read cost a round
+        # trip and a probe of the index per entry, and a subject inserted between the two
+        # went uncounted). First as a plain insert: the entries were absent when the caller
+        # read the ledger, and almost always still are; a conflict clause makes the server
+        # probe the unique index once more per entry before inserting it (a first backfill:
+        # 15.5-16.4 -> 12.5-13.5 µs of PostgreSQL's CPU per event, three alternated rounds
+        # of ``python -m bench.run --only backfill --contenders floor,project,project-1-process
+        # --repeat 1``). If a live save recorded one of the subjects meanwhile, the savepoint
+        # undoes the insert and the conflict clause skips the subjects now held.
         if len(entries) < COPY_THRESHOLD:
             return super()._insert_if_absent(entries, now, event)
-        return self._upsert_ledger(entries, now, event, only_new=True)
+        try:
+            with transaction.atomic(using=self.using):
+                return self._insert_ledger(entries, now, event, on_conflict="")
+        except IntegrityError:
+            return self._upsert_ledger(entries, now, event, only_new=True)
 
     def _upsert_ledger(
         self, entries: Sequence[tuple[str, str, str]], now: datetime, event: str, *, only_new: bool
     ) -> int:
-        table = self.connection.ops.quote_name(LedgerEntry._meta.db_table)
-        subjects, hashes, message_ids = (list(column) for column in zip(*entries, strict=True))
         on_conflict = (
             "DO NOTHING"
             if only_new
             else "DO UPDATE SET content_hash = EXCLUDED.content_hash, "
             "message_id = EXCLUDED.message_id, recorded_at = EXCLUDED.recorded_at"
         )
+        return self._insert_ledger(
+            entries, now, event, on_conflict=f" ON CONFLICT (event, subject_id) {on_conflict}"
+        )
+
+    def _insert_ledger(
+        self,
+        entries: Sequence[tuple[str, str, str]],
+        now: datetime,
+        event: str,
+        *,
+        on_conflict: str,
+    ) -> int:
+        """Insert the entries, each column as one array parameter, followed by
+        ``on_conflict`` (empty: a conflict is an ``IntegrityError``); how many rows it wrote."""
+        table = self.connection.ops.quote_name(LedgerEntry._meta.db_table)
+        subjects, hashes, message_ids = (list(column) for column in zip(*entries, strict=True))
         with self.server_bound_cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (event, subject_id, content_hash, message_id, recorded_at) "
                 "SELECT %b, s, h, m, %b FROM unnest(%b::text[], %b::text[], %b::text[]) "
-                f"AS t(s, h, m) ON CONFLICT (event, subject_id) {on_conflict}",
+                f"AS t(s, h, m){on_conflict}",
                 [event, now, subjects, hashes, message_ids],
             )
             return int(cursor.rowcount)

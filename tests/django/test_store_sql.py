@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from django_app.models import LedgerEntry, OutboxEvent
 from django_app.recording import record_event
 from django_app.store import chain_message_id, get_store
-from django_app.store.base import outbox_values
-from django_app.store.postgres import RECORD_FUNCTION, RECORD_SIGNATURE
+from django_app.store.base import COPY_THRESHOLD, outbox_values
+from django_app.store.postgres import RECORD_FUNCTION, RECORD_SIGNATURE, Psycopg3Store
 from tracking_adapter import EVENT_NAME, UserEnrichedEvent
 
 V2 = importlib.import_module("django_app.migrations.0003_event_kinds")
@@ -304,12 +305,15 @@ def test_a_locked_ledger_lookup_holds_the_entries_it_read_until_commit():
         other.close()
 
 
-@pytest.mark.parametrize("size", [10, 120])  # below and above the bulk statements' threshold
+# Below and above the bulk statements' threshold; above it, with live saves racing the
+# writer (PostgreSQL: its plain insert fails, and the insert with a conflict clause runs)
+# and without (the plain insert goes through).
+@pytest.mark.parametrize(("size", "racing"), [(10, True), (120, True), (120, False)])
 @pytest.mark.django_db(transaction=True)
-def test_the_ledgers_compare_and_set_writes_exactly_the_entries_still_as_read(size):
-    """Every database, both paths (the portable one, and PostgreSQL's one insert whose
-    conflict clause skips the subjects held): an entry is written only if the subject's
-    entry is still the one expected, and the count returned is what was written."""
+def test_the_ledgers_compare_and_set_writes_exactly_the_entries_still_as_read(size, racing):
+    """Every database, both paths (the portable one, and PostgreSQL's insert of the new
+    entries): an entry is written only if the subject's entry is still the one expected,
+    and the count returned is what was written."""
     now = datetime.now(UTC)
     held = [f"held{i:03d}" for i in range(size)]  # entries as read: message id m-<subject>
     LedgerEntry.objects.bulk_create(
@@ -317,7 +321,7 @@ def test_the_ledgers_compare_and_set_writes_exactly_the_entries_still_as_read(si
         for s in held
     )
     # Absent when read, inserted by a live save before the write: its entry must stay.
-    raced = [f"raced{i:03d}" for i in range(size // 2)]
+    raced = [f"raced{i:03d}" for i in range(size // 2 if racing else 0)]
     LedgerEntry.objects.bulk_create(
         LedgerEntry(subject_id=s, content_hash="live", message_id="live", recorded_at=now)
         for s in raced
@@ -329,9 +333,22 @@ def test_the_ledgers_compare_and_set_writes_exactly_the_entries_still_as_read(si
         *[(s, "new", f"n-{s}", f"older-{s}") for s in stale],
         *[(s, "new", f"n-{s}", None) for s in raced + fresh],
     ]
-    written = get_store("default").write_ledger_if_unchanged(entries, now)
+    store = get_store("default")
+    with CaptureQueriesContext(connection) as queries:
+        written = store.write_ledger_if_unchanged(entries, now)
 
     assert written == len(held) - len(stale) + len(fresh)
+    if isinstance(store, Psycopg3Store) and size >= COPY_THRESHOLD:
+        inserts = [
+            query["sql"]
+            for query in queries
+            if query["sql"].startswith("INSERT INTO")
+            and LedgerEntry._meta.db_table in query["sql"]
+            and "DO UPDATE" not in query["sql"]  # the entries that changed
+        ]
+        # The new entries: a plain insert, then (only when live saves got there first) the
+        # insert whose conflict clause skips the subjects they hold.
+        assert ["ON CONFLICT" in sql for sql in inserts] == ([False, True] if racing else [False])
     found = dict(LedgerEntry.objects.values_list("subject_id", "message_id"))
     assert all(found[s] == f"n-{s}" for s in held[size // 2 :] + fresh)
     assert all(found[s] == f"m-{s}" for s in stale)
