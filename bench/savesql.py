@@ -9,6 +9,8 @@
 - ``record_function``: this project's record call as ``PostgresStore.record_one`` sends it
   (the ledger check and update and the outbox insert, in its savepoint), for an event whose
   content changed since the last one, as a tracked save's is;
+- ``record_unprotected``: the same call without the savepoint, which a failure of the call
+  would leave the host's transaction aborted without (what the protection costs);
 - ``outbox_insert`` and ``ledger_upsert``: each half of it alone, as a plain statement: the
   outbox row with its indexes (the columns of ``outbox_values``), and the subject's ledger
   entry replaced (the statement a backfill writes entries with, for one entry).
@@ -42,6 +44,7 @@ from django_app.api import build_event  # noqa: E402
 from django_app.models import OutboxEvent  # noqa: E402
 from django_app.store import get_store  # noqa: E402
 from django_app.store.base import event_name, outbox_values, subject_of  # noqa: E402
+from django_app.store.postgres import PostgresStore  # noqa: E402
 
 
 def timed(statement: Callable[[int], Any], count: int, start: int) -> list[float]:
@@ -54,13 +57,14 @@ def timed(statement: Callable[[int], Any], count: int, start: int) -> list[float
     return timings
 
 
-STATEMENTS = 5  # in the plan below
+STATEMENTS = 6  # in the plan below
 
 
 def main() -> None:
     saves = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     profile = seeded_profile()
     store = get_store("default")
+    assert isinstance(store, PostgresStore), "bench.settings uses PostgreSQL"
     payload = event_json(profile)
     rounds = max(1, saves // (STATEMENTS * BLOCK))
     total = (50 + rounds * BLOCK) * STATEMENTS
@@ -80,6 +84,11 @@ def main() -> None:
 
     def record_function(number: int) -> None:
         store.record_one(events[number])
+
+    def record_unprotected(number: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(*store.record_call(events[number]))
+            cursor.fetchone()
 
     def outbox_insert(number: int) -> None:
         event = events[number]
@@ -101,6 +110,7 @@ def main() -> None:
         "select_1": select_1,
         "floor_insert": floor_insert,
         "record_function": record_function,
+        "record_unprotected": record_unprotected,
         "outbox_insert": outbox_insert,
         "ledger_upsert": ledger_upsert,
     }

@@ -107,26 +107,9 @@ class PostgresStore(OutboxStore):
         Django leaves prepared statements off for the sake of connection poolers)."""
         if not self._has_function():
             return super().record_one(event, force=force, skip_empty=skip_empty)
-        chosen_id = not event.has_default_message_id
-        content_hash = event.content_hash()
-        # Blank properties are not news for a subject never recorded: then the function
-        # records only if the ledger already has the subject.
-        blank = skip_empty and event.properties.is_blank()
-        params: list[Any] = [
-            event_name(event),
-            subject_of(event),
-            event.user_id,
-            event.group_id,
-            content_hash,
-            event.message_id,
-            event.to_json().decode("utf-8"),
-            timezone.now(),
-            force,
-            blank,
-            chosen_id,
-        ]
-        sql = f"SELECT * FROM {RECORD_FUNCTION}({', '.join(['%s'] * len(params))})"
-        row_id, message_id = self._call_protected(sql, params)
+        row_id, message_id = self._call_protected(
+            *self.record_call(event, force=force, skip_empty=skip_empty)
+        )
         if row_id is None:
             return Recorded(event, None)
         if row_id == -1:  # nothing was written: the transaction is intact
@@ -136,6 +119,29 @@ class PostgresStore(OutboxStore):
         return Recorded(
             event, Claimed(row_id, message_id, event.user_id, 0, "", event=event.EVENT_NAME)
         )
+
+    @staticmethod
+    def record_call(
+        event: EnrichedEvent, *, force: bool = False, skip_empty: bool = False
+    ) -> tuple[str, list[Any]]:
+        """The statement calling the record function for ``event``, and its parameters."""
+        # Blank properties are not news for a subject never recorded: then the function
+        # records only if the ledger already has the subject.
+        blank = skip_empty and event.properties.is_blank()
+        params: list[Any] = [
+            event_name(event),
+            subject_of(event),
+            event.user_id,
+            event.group_id,
+            event.content_hash(),
+            event.message_id,
+            event.to_json().decode("utf-8"),
+            timezone.now(),
+            force,
+            blank,
+            not event.has_default_message_id,  # a message id the caller chose
+        ]
+        return f"SELECT * FROM {RECORD_FUNCTION}({', '.join(['%s'] * len(params))})", params
 
     def _call_protected(self, sql: str, params: list[Any]) -> Any:
         """Run our one statement so that, whatever the server does with it (a statement or

@@ -70,6 +70,7 @@ def test_the_benchmark_runner_completes_and_reports_every_part(tmp_path):
         "select_1",
         "floor_insert",
         "record_function",
+        "record_unprotected",
         "outbox_insert",
         "ledger_upsert",
     }
