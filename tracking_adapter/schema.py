@@ -16,6 +16,7 @@ validation and its JSON Schema, so ``wire_schema`` prints exactly what the model
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 import re
@@ -130,9 +131,19 @@ def format_timestamp(moment: datetime) -> str:
 
     A naive datetime is taken to be UTC.
     """
-    # isoformat() always writes a four-digit year (strftime's %Y does not, on every platform).
-    if moment.tzinfo is UTC:  # what events hold: the offset "+00:00" is the last 6 characters
-        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+    if moment.tzinfo is UTC:  # what events hold: formatted from the fields, in one step
+        # isoformat(timespec="milliseconds") of the same fields, which also truncates the
+        # microseconds and pads the year to four digits (strftime's %Y does not, on every
+        # platform), at 1.7 against 1.0 µs a call: a backfill formats a timestamp per row.
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+            moment.year,
+            moment.month,
+            moment.day,
+            moment.hour,
+            moment.minute,
+            moment.second,
+            moment.microsecond // 1000,
+        )
     return as_utc(moment).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
@@ -172,6 +183,19 @@ def _check_text(value: str) -> str:
             f"contains a character that is not valid Unicode at position {exc.start}"
         ) from None
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _account_prefix(group_id: str) -> bytes:
+    """A user event's content prefix: its account's id as JSON, then a separator. Cached:
+    the users of a batch share a few accounts, and encoding the id again for each of them
+    was a good part of hashing a user's content."""
+    return compact_json(group_id) + b"\x1f"
+
+
+def _plain_text(value: Any) -> bool:
+    """A ``str`` in ASCII without NUL: text every check here passes, told in one call."""
+    return type(value) is str and value.isascii() and "\x00" not in value
 
 
 def _int_is_readable(value: int) -> bool:
@@ -413,6 +437,8 @@ class PropertiesBase(BaseModel):
         extra = self.__pydantic_extra__
         if extra:
             for name, value in extra.items():
+                if _plain_text(name) and _plain_text(value):
+                    continue  # what check_json_compatible and _check_text pass, checked inline
                 try:
                     _check_text(name)
                 except ValueError as exc:
@@ -667,13 +693,14 @@ class EnrichedEvent(BaseModel):
     def _accept_wire_forms(cls, data: Any) -> Any:
         """Accept the spec's samples, the /track item and the Segment track message (and
         properties of None: none)."""
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):  # a dict: no ABC check
             return data
         if "properties" in data and data["properties"] is None:
             data = {**data, "properties": {}}  # a source without properties: none
         context = data.get("context")
         if data.keys().isdisjoint(_WIRE_FORM_KEYS) and not (
-            isinstance(context, Mapping) and not context.keys().isdisjoint(_GROUP_ID_KEYS)
+            (type(context) is dict or isinstance(context, Mapping))
+            and not context.keys().isdisjoint(_GROUP_ID_KEYS)
         ):
             return data  # already in this model's own form (what mappings build)
         data = dict(data)
@@ -894,7 +921,7 @@ class UserEnrichedEvent(EnrichedEvent):
 
     def _content_prefix(self) -> bytes:
         # The user's account is part of what the enrichment says about the user.
-        return compact_json(self.group_id) + b"\x1f"
+        return _account_prefix(self.group_id)
 
     def _id_scope(self) -> str:
         return self.user_id  # the first kind's ids, kept stable across releases

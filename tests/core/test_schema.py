@@ -235,9 +235,35 @@ class TestTimestampProperties:
 
     def test_format_timestamp_pads_years_before_1000(self):
         assert format_timestamp(datetime(1, 1, 1)) == "0001-01-01T00:00:00.000Z"
+        assert format_timestamp(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000Z"
+
+    @given(st.datetimes(timezones=st.just(UTC)))
+    def test_format_timestamp_of_utc_is_isoformats_to_the_millisecond(self, moment):
+        # The fields formatted in one step must give exactly what isoformat writes.
+        expected = moment.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+        assert format_timestamp(moment) == expected
+        assert format_timestamp(moment.replace(tzinfo=None)) == expected
 
 
 class TestExtras:
+    @pytest.mark.parametrize(
+        ("name", "value", "problem"),
+        [
+            ("source", "apo\x00llo", "source: contains a NUL character"),
+            ("sou\x00rce", "apollo", "property name 'sou\\x00rce': contains a NUL character"),
+            ("source", "caf\udce9", "source: contains a character that is not valid Unicode"),
+            ("source", "café", None),  # not ASCII, but text: kept
+        ],
+    )
+    def test_extra_text_is_checked_off_the_plain_path_too(self, name, value, problem):
+        # Plain ASCII text skips the checks; anything else still meets them.
+        if problem is None:
+            assert EnrichmentProperties.model_validate({name: value}).extra == {name: value}
+            return
+        with pytest.raises(ValidationError) as caught:
+            EnrichmentProperties.model_validate({name: value})
+        assert problem in str(caught.value)
+
     def test_extra_properties_are_kept(self):
         props = EnrichmentProperties.model_validate(
             {"enrichment_city": "Pune", "source": "apollo", "score": 0.9, "tags": ["a", {"b": 1}]}
