@@ -444,7 +444,7 @@ class PropertiesBase(BaseModel):
                 except ValueError as exc:
                     raise ValueError(f"property name {name!r}: {exc}") from None
                 check_json_compatible(value, name)
-            if list(extra) != sorted(extra):
+            if len(extra) > 1 and list(extra) != sorted(extra):
                 # One order for extras whatever the source's, so equal content hashes equal.
                 self.__pydantic_extra__ = dict(sorted(extra.items()))
         return self
@@ -615,11 +615,11 @@ def _message_id(scope: str, content_hash: str, timestamp_text: str) -> str:
     SHA-1): the version nibble is 5 and the variant bits 10."""
     key = f"{scope}\x1f{content_hash}\x1f{timestamp_text}".encode()
     h = hashlib.sha256(_NAMESPACE_BYTES + key).hexdigest()
-    variant = _VARIANT_NIBBLES[int(h[16], 16)]
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_NIBBLE[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_VARIANT_NIBBLES = "89ab" * 4  # the nibble 0-f with its two high bits set to 10
+# Each hex digit 0-f as the digit with its two high bits set to 10 (8, 9, a, b).
+_VARIANT_NIBBLE = {f"{n:x}": "89ab"[n % 4] for n in range(16)}
 
 
 def _same_key(cached: tuple[str, PropertiesBase, int], key: tuple[Any, ...]) -> bool:
