@@ -193,6 +193,16 @@ def _account_prefix(group_id: str) -> bytes:
     return compact_json(group_id) + b"\x1f"
 
 
+def _plain_texts(items: list[Any]) -> bool:
+    """Whether every item is text with something besides white space, in ASCII without NUL
+    (the common list: told by C-level calls, not one Python call per item)."""
+    try:
+        joined = " ".join(items)  # a TypeError unless each item is a str
+    except TypeError:
+        return False
+    return joined.isascii() and "\x00" not in joined and all(map(str.strip, items))
+
+
 def _plain_text(value: Any) -> bool:
     """A ``str`` in ASCII without NUL: text every check here passes, told in one call."""
     return type(value) is str and value.isascii() and "\x00" not in value
@@ -329,6 +339,8 @@ def _text_or_timestamp(value: Any) -> Any:
 
 
 def _text_list(value: Any) -> list[str]:
+    if type(value) is list and _plain_texts(value):
+        return value  # what the loop below keeps, all of it (pydantic copies the list)
     if value is None:
         return []
     if isinstance(value, str):

@@ -245,6 +245,24 @@ class TestTimestampProperties:
         assert format_timestamp(moment.replace(tzinfo=None)) == expected
 
 
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=4),
+            st.sampled_from(["+15550000000", " ", "", "\t"]),
+        ),
+        max_size=4,
+    )
+)
+def test_a_text_list_keeps_its_non_blank_items_on_either_path(items):
+    # Lists of plain ASCII text take a shortcut past the item-by-item loop; both keep the
+    # same items, in order.
+    kept = EnrichmentProperties(enrichment_phone=items).enrichment_phone
+    assert kept == [item for item in items if item is not None and item.strip()]
+    assert kept is not items
+
+
 class TestExtras:
     @pytest.mark.parametrize(
         ("name", "value", "problem"),
