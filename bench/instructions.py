@@ -15,7 +15,8 @@ Pieces: ``build`` (``Backfill._build``: rows to validated events), ``validate_ev
 ``properties`` (``EnrichmentProperties.model_validate`` alone), ``event_given_id`` (the
 event with its message id given, so without deriving it), ``derive`` (a new event's
 serialisation, content hash and message id), ``to_json`` (the properties' compact JSON),
-``segment`` and ``thrivestack`` (each sink's encoding of a validated event).
+``segment`` and ``thrivestack`` (each sink's encoding of a validated event), ``choose``
+(``Backfill._changed``: the events a batch sends, with the batch before it in flight).
 
 Save pieces, per save rather than per row (``SAVES`` saves a batch, each in its own
 transaction, as ``bench.savepath`` times them): ``save_untracked``, ``save_floor``,
@@ -53,7 +54,7 @@ def pieces() -> dict[str, Callable[[], Any]]:
     """The per-row pieces, over 1,000 seeded rows."""
     _setup()
     from django_app.api import validate_event
-    from django_app.backfill import Backfill, BackfillOptions, fetch_tuples
+    from django_app.backfill import Backfill, BackfillOptions, CheckedBatch, fetch_tuples
     from django_app.management.commands.backfill_user_enriched import configured_source
     from tracking_adapter import EnrichmentProperties, UserEnrichedEvent
     from tracking_adapter.encoding import segment_message
@@ -73,6 +74,8 @@ def pieces() -> dict[str, Callable[[], Any]]:
     ]
     given_id = [{**item, "message_id": "given"} for item in data]
     events = run._build(rows, report=False)
+    others = fetch_tuples(run.queryset().values_list(*(run.columns() or []))[ROWS : 2 * ROWS])
+    in_flight = run._changed(CheckedBatch(ROWS, run._build(others, report=False), {}, None), None)
     none: frozenset[str] = frozenset()
     return {
         "build": lambda: run._build(rows, report=False),
@@ -85,6 +88,8 @@ def pieces() -> dict[str, Callable[[], Any]]:
         "to_json": lambda: [event.properties.to_json() for event in events],
         "segment": lambda: [segment_message(event) for event in events],
         "thrivestack": lambda: [event.to_thrivestack_json() for event in events],
+        # New users (an empty ledger), the batch before them on the wire.
+        "choose": lambda: run._changed(CheckedBatch(ROWS, events, {}, None), in_flight).events,
     }
 
 
@@ -119,6 +124,7 @@ PIECES = (
     "to_json",
     "segment",
     "thrivestack",
+    "choose",
     *SAVE_PIECES,
 )
 

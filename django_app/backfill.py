@@ -205,11 +205,13 @@ class SendBatch:
     events: list[EnrichedEvent]
     hashes: list[str]
     expected: list[str | None]  # each user's ledger message id then (None: no entry)
+    keys: list[tuple[str, str]]  # each event's ledger_key
 
     def ledger_entries(self) -> dict[tuple[str, str], tuple[str, str]]:
         """The entries this batch writes once sent: ``ledger_key -> (content_hash, message_id)``."""
         return {
-            ledger_key(e): (h, e.message_id) for e, h in zip(self.events, self.hashes, strict=True)
+            k: (h, e.message_id)
+            for k, e, h in zip(self.keys, self.events, self.hashes, strict=True)
         }
 
 
@@ -521,19 +523,25 @@ class Backfill:
         them after the rows were read, and recorded (or records) its own event."""
         events = checked.events
         hashes = [event.content_hash() for event in events]
+        keys = [ledger_key(event) for event in events]  # once: each is needed three times
         ledger = dict(checked.ledger)
         if in_flight is not None:
             ledger.update(in_flight.ledger_entries())
         indexes = choose_events(
-            events, hashes, ledger, force=self.options.force, skip_empty=self.options.skip_empty
+            events,
+            hashes,
+            ledger,
+            force=self.options.force,
+            skip_empty=self.options.skip_empty,
+            keys=keys,
         )
         if indexes and checked.read_again is not None:
             rows_now = checked.read_again()
             current = {ledger_key(e): e.content_hash() for e in self._build(rows_now, report=False)}
-            indexes = [i for i in indexes if current.get(ledger_key(events[i])) == hashes[i]]
+            indexes = [i for i in indexes if current.get(keys[i]) == hashes[i]]
         chosen = [events[i] for i in indexes]
-        expected = [ledger[k][1] if (k := ledger_key(e)) in ledger else None for e in chosen]
-        return SendBatch(chosen, [hashes[i] for i in indexes], expected)
+        expected = [ledger[k][1] if (k := keys[i]) in ledger else None for i in indexes]
+        return SendBatch(chosen, [hashes[i] for i in indexes], expected, [keys[i] for i in indexes])
 
     def _write_ledger(
         self, batch: SendBatch, now: datetime, using: str, needed: Sequence[int]

@@ -145,14 +145,17 @@ def choose_events(
     *,
     force: bool = False,
     skip_empty: bool = False,
+    keys: Sequence[tuple[str, str]] | None = None,
 ) -> list[int]:
     """Indexes of the events to record: content the ledger does not hold for the subject
     (the last event of a subject wins). A re-recorded subject's event gets a message id
     chained on the previous one, replaced in ``events``. The PostgreSQL function applies
-    the same rule on the save path."""
+    the same rule on the save path. ``keys``: each event's ``ledger_key``, if the caller
+    has them."""
+    if keys is None:
+        keys = [ledger_key(event) for event in events]
     chosen: dict[tuple[str, str], int] = {}
-    for index, (event, content_hash) in enumerate(zip(events, hashes, strict=True)):
-        subject = ledger_key(event)
+    for index, (event, content_hash, subject) in enumerate(zip(events, hashes, keys, strict=True)):
         previous = ledger.get(subject)
         if previous is not None and previous[0] == content_hash and not force:
             continue
