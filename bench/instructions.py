@@ -16,7 +16,9 @@ Pieces: ``build`` (``Backfill._build``: rows to validated events), ``validate_ev
 event with its message id given, so without deriving it), ``derive`` (a new event's
 serialisation, content hash and message id), ``to_json`` (the properties' compact JSON),
 ``segment`` and ``thrivestack`` (each sink's encoding of a validated event), ``choose``
-(``Backfill._changed``: the events a batch sends, with the batch before it in flight).
+(``Backfill._changed``: the events a batch sends, with the batch before it in flight),
+``sink_send`` (the Segment sink's ``send`` of 1,000 events with every request answered at
+once: its work besides the wire).
 
 Save pieces, per save rather than per row (``SAVES`` saves a batch, each in its own
 transaction, as ``bench.savepath`` times them): ``save_untracked``, ``save_floor``,
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.run import ROOT
+from bench.run import ROOT, WRITE_KEY
 
 BATCHES = 3
 ROWS = 1000
@@ -58,6 +60,10 @@ def pieces() -> dict[str, Callable[[], Any]]:
     from django_app.management.commands.backfill_user_enriched import configured_source
     from tracking_adapter import EnrichmentProperties, UserEnrichedEvent
     from tracking_adapter.encoding import segment_message
+    from tracking_adapter.sinks.segment import SegmentSink
+
+    # Never reached: post() answers.
+    answering = _answered_at_once(SegmentSink)(WRITE_KEY, "http://127.0.0.1:9")
 
     run = Backfill(configured_source(None, "user_enriched"), BackfillOptions(batch_size=ROWS))
     rows = fetch_tuples(run.queryset().values_list(*(run.columns() or []))[:ROWS])
@@ -89,8 +95,21 @@ def pieces() -> dict[str, Callable[[], Any]]:
         "segment": lambda: [segment_message(event) for event in events],
         "thrivestack": lambda: [event.to_thrivestack_json() for event in events],
         # New users (an empty ledger), the batch before them on the wire.
+        "sink_send": lambda: answering.send(events).outcomes,
         "choose": lambda: run._changed(CheckedBatch(ROWS, events, {}, None), in_flight).events,
     }
+
+
+def _answered_at_once(sink_class: type[Any]) -> type[Any]:
+    """``sink_class`` with every request answered OK at once, without a network: what its
+    ``send`` costs besides the wire (encoding, splitting, the outcomes)."""
+    from tracking_adapter.sinks.base import Reply, ReplyKind
+
+    class AnsweredAtOnce(sink_class):  # type: ignore[misc, valid-type]
+        def post(self, payloads: list[Any]) -> Reply:
+            return Reply(ReplyKind.OK)
+
+    return AnsweredAtOnce
 
 
 def save_pieces() -> dict[str, Callable[[], Any]]:
@@ -125,6 +144,7 @@ PIECES = (
     "segment",
     "thrivestack",
     "choose",
+    "sink_send",
     *SAVE_PIECES,
 )
 
