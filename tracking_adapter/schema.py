@@ -132,9 +132,10 @@ def format_timestamp(moment: datetime) -> str:
     A naive datetime is taken to be UTC.
     """
     if moment.tzinfo is UTC:  # what events hold: formatted from the fields, in one step
-        # isoformat(timespec="milliseconds") of the same fields, which also truncates the
+        # What isoformat(timespec="milliseconds") writes, which also truncates the
         # microseconds and pads the year to four digits (strftime's %Y does not, on every
-        # platform), at 1.7 against 1.0 µs a call: a backfill formats a timestamp per row.
+        # platform), without its time zone's offset written and cut off again: a backfill
+        # formats a timestamp per row (``python -m bench.instructions --time derive``).
         return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
             moment.year,
             moment.month,
