@@ -60,10 +60,17 @@ def pieces() -> dict[str, Callable[[], Any]]:
     from django_app.management.commands.backfill_user_enriched import configured_source
     from tracking_adapter import EnrichmentProperties, UserEnrichedEvent
     from tracking_adapter.encoding import segment_message
+    from tracking_adapter.sinks.base import Reply, ReplyKind
     from tracking_adapter.sinks.segment import SegmentSink
 
-    # Never reached: post() answers.
-    answering = _answered_at_once(SegmentSink)(WRITE_KEY, "http://127.0.0.1:9")
+    class AnsweredAtOnce(SegmentSink):
+        """Every request answered OK at once, without a network: what ``send`` costs
+        besides the wire (encoding, splitting, the outcomes)."""
+
+        def post(self, payloads: list[bytes]) -> Reply:
+            return Reply(ReplyKind.OK)
+
+    answering = AnsweredAtOnce(WRITE_KEY, "http://127.0.0.1:9")  # never reached
 
     run = Backfill(configured_source(None, "user_enriched"), BackfillOptions(batch_size=ROWS))
     rows = fetch_tuples(run.queryset().values_list(*(run.columns() or []))[:ROWS])
@@ -94,22 +101,10 @@ def pieces() -> dict[str, Callable[[], Any]]:
         "to_json": lambda: [event.properties.to_json() for event in events],
         "segment": lambda: [segment_message(event) for event in events],
         "thrivestack": lambda: [event.to_thrivestack_json() for event in events],
-        # New users (an empty ledger), the batch before them on the wire.
         "sink_send": lambda: answering.send(events).outcomes,
+        # New users (an empty ledger), the batch before them on the wire.
         "choose": lambda: run._changed(CheckedBatch(ROWS, events, {}, None), in_flight).events,
     }
-
-
-def _answered_at_once(sink_class: type[Any]) -> type[Any]:
-    """``sink_class`` with every request answered OK at once, without a network: what its
-    ``send`` costs besides the wire (encoding, splitting, the outcomes)."""
-    from tracking_adapter.sinks.base import Reply, ReplyKind
-
-    class AnsweredAtOnce(sink_class):  # type: ignore[misc, valid-type]
-        def post(self, payloads: list[Any]) -> Reply:
-            return Reply(ReplyKind.OK)
-
-    return AnsweredAtOnce
 
 
 def save_pieces() -> dict[str, Callable[[], Any]]:

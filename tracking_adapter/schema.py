@@ -325,7 +325,7 @@ _TEXT_SCHEMA: dict[str, Any] = {"type": ["string", "null"], "pattern": TEXT_PATT
 
 def _text_or_default(value: Any) -> Any:
     if type(value) is str and value.isascii() and "\x00" not in value:
-        return value  # _check_text's common case, without a second call per property
+        return value  # _plain_text's test, inline: a Python call fewer per property
     if isinstance(value, str):
         return _check_text(value)
     if value is None:

@@ -22,6 +22,7 @@ from django_app.api import build_event
 from django_app.backfill import Backfill, BackfillOptions
 from django_app.models import LedgerEntry, OutboxEvent, Status
 from django_app.runtime import get_source
+from django_app.store.base import COPY_THRESHOLD
 from tests.django.helpers import thrivestack_to, tracking
 from tests.django.test_backfill import backfill, existing_profiles
 from tests.testapp.models import Profile
@@ -125,10 +126,12 @@ def test_inside_a_read_committed_transaction_the_race_is_caught_too(
 
 
 class LiveSaveThenRetry(Sink):
-    """During the first send the host app saves the profile anew; the sink answers "retry"."""
+    """During the first send the host app saves the profile anew; the sink answers "retry"
+    (or ``outcome``)."""
 
-    def __init__(self, pk: int, city: str) -> None:
+    def __init__(self, pk: int, city: str, outcome: Outcome | None = None) -> None:
         self.pk, self.city, self.sent = pk, city, 0
+        self.outcome = outcome or Outcome.retry("busy", 0.01)
 
     def send(self, events: Any) -> SendResult:
         if not self.sent:
@@ -136,7 +139,27 @@ class LiveSaveThenRetry(Sink):
             profile.city = self.city
             profile.save()  # committed, and recorded by the live path, while on the wire
         self.sent += len(events)
-        return SendResult.every(len(events), Outcome.retry("busy", 0.01))
+        return SendResult.every(len(events), self.outcome)
+
+
+def test_a_live_save_while_a_first_backfill_is_on_the_wire_keeps_its_ledger_entry(settings):
+    # Enough new users for the bulk ledger insert (PostgreSQL with psycopg 3: a plain
+    # insert, which the live save's entry makes fail, then the one that skips it).
+    settings.TRACKING_ADAPTER = tracking(SINK="memory")
+    profiles = existing_profiles(COPY_THRESHOLD + 10)
+    target = profiles[7]
+    sink = LiveSaveThenRetry(target.pk, "Oslo", Outcome.delivered())
+    run = Backfill(get_source(), BackfillOptions(), sink=sink)
+
+    list(run.run())
+
+    assert sink.sent == len(profiles)
+    [live] = OutboxEvent.objects.filter(status=Status.PENDING)
+    assert live.payload["properties"]["enrichment_city"] == "Oslo"
+    entries = dict(LedgerEntry.objects.values_list("subject_id", "message_id"))
+    assert len(entries) == len(profiles)
+    assert entries[target.tracking_user_id] == live.message_id  # the newer event's, kept
+    assert run.stats.superseded == 1
 
 
 def test_an_event_refused_while_a_live_save_superseded_it_is_not_kept_to_retry(settings):
